@@ -1,0 +1,126 @@
+"""The one place that knows the project's folder layout.
+
+    <root>/inbox/                       dataset files dropped by people and scripts
+    <root>/queue/{high,normal,low}/     validated dataset files, oldest first
+    <root>/queue/{failed,processing,done}/
+    <root>/control/{pause,stop,skip}    control files (their existence is the signal)
+    <root>/status/status.json           live phase, run, step, heartbeat
+    <root>/runs/<study>/                one study: labbook.md, history.jsonl, best.json, <run>/...
+    <root>/runs/<study>/<run>/          one run: proposal, guard, config, metrics, summary, verdict
+
+Run ids are zero-padded numbers so that `ls` and `sorted()` give the order in which runs were made.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+RUN_ID_WIDTH = 5
+RUN_ID_RE = re.compile(r"^\d{%d}$" % RUN_ID_WIDTH)
+PRIORITIES = ("high", "normal", "low")
+CONTROL_SIGNALS = ("pause", "stop", "skip")
+
+
+def format_run_id(number: int) -> str:
+    return f"{number:0{RUN_ID_WIDTH}d}"
+
+
+def run_number(run_id: str) -> int:
+    return int(run_id)
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Files of one run (or of one extra seed of a run: same layout, under `seeds/<k>/`)."""
+
+    dir: Path
+
+    @property
+    def id(self) -> str:
+        return self.dir.name
+
+    proposal = property(lambda self: self.dir / "proposal.json")
+    rejected_proposal = property(lambda self: self.dir / "rejected_proposal.json")
+    manual_input = property(lambda self: self.dir / "manual_input.json")
+    guard = property(lambda self: self.dir / "guard.json")
+    config = property(lambda self: self.dir / "config.json")
+    metrics = property(lambda self: self.dir / "metrics.jsonl")
+    summary = property(lambda self: self.dir / "trainer_summary.json")
+    train_log = property(lambda self: self.dir / "train.log")
+    checkpoint = property(lambda self: self.dir / "checkpoint")
+    verdict = property(lambda self: self.dir / "verdict.json")
+    entry = property(lambda self: self.dir / "journal_entry.json")
+    llm = property(lambda self: self.dir / "llm")
+    logs = property(lambda self: self.dir / "logs")
+    seeds_dir = property(lambda self: self.dir / "seeds")
+
+    def seed(self, k: int) -> RunPaths:
+        """Extra seed `k` (1, 2, ...) of this run; seed 0 is the run folder itself."""
+        return self if k == 0 else RunPaths(self.seeds_dir / f"seed-{k}")
+
+    def is_finished(self) -> bool:
+        return self.verdict.exists()
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    dir: Path
+
+    @property
+    def name(self) -> str:
+        return self.dir.name
+
+    history = property(lambda self: self.dir / "history.jsonl")
+    labbook = property(lambda self: self.dir / "labbook.md")
+    best = property(lambda self: self.dir / "best.json")
+    next_config = property(lambda self: self.dir / "next_config.json")
+    effective_config = property(lambda self: self.dir / "study.json")
+    logs = property(lambda self: self.dir / "logs")
+
+    def run(self, run_id: str) -> RunPaths:
+        return RunPaths(self.dir / run_id)
+
+    def run_ids(self) -> list[str]:
+        """Ids of every run folder, in order."""
+        if not self.dir.is_dir():
+            return []
+        return sorted(p.name for p in self.dir.iterdir() if RUN_ID_RE.match(p.name) and p.is_dir())
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+
+    inbox = property(lambda self: self.root / "inbox")
+    queue = property(lambda self: self.root / "queue")
+    runs = property(lambda self: self.root / "runs")
+    control = property(lambda self: self.root / "control")
+    status_dir = property(lambda self: self.root / "status")
+    status = property(lambda self: self.root / "status" / "status.json")
+    failed = property(lambda self: self.root / "queue" / "failed")
+    processing = property(lambda self: self.root / "queue" / "processing")
+    done = property(lambda self: self.root / "queue" / "done")
+
+    def queue_dir(self, priority: str) -> Path:
+        if priority not in PRIORITIES:
+            raise ValueError(f"priority must be one of {PRIORITIES}, got {priority!r}")
+        return self.queue / priority
+
+    def control_file(self, signal: str) -> Path:
+        if signal not in CONTROL_SIGNALS:
+            raise ValueError(f"control signal must be one of {CONTROL_SIGNALS}, got {signal!r}")
+        return self.control / signal
+
+    def study(self, name: str) -> StudyPaths:
+        return StudyPaths(self.runs / name)
+
+    @classmethod
+    def find(cls, start: Path | None = None) -> Project:
+        """The project whose root holds `Snakefile` or `config/`, searching upwards from `start` (cwd)."""
+        here = Path(start or Path.cwd()).resolve()
+        for candidate in (here, *here.parents):
+            if (candidate / "Snakefile").exists() or (candidate / "config" / "config.yaml").exists():
+                return cls(candidate)
+        return cls(here)

@@ -1,0 +1,62 @@
+"""Validation against the JSON Schemas in `schemas/`, the single source of truth for every document.
+
+Usage:
+    from autopilot import schemas
+    schemas.validate(obj, "proposal")          # raises SchemaError listing every problem
+    problems = schemas.problems(obj, "verdict") # [] when valid
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+
+from autopilot.errors import SchemaError
+
+
+def schema_dir() -> Path:
+    """`schemas/` of the checkout this package runs from (editable install), or $AUTOPILOT_SCHEMAS."""
+    override = os.environ.get("AUTOPILOT_SCHEMAS")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[2] / "schemas"
+
+
+@functools.cache
+def load(name: str) -> dict:
+    """Load `schemas/<name>.schema.yaml` (name may contain a folder, e.g. `datasets/chat_sft_v1`)."""
+    path = schema_dir() / f"{name}.schema.yaml"
+    if not path.exists():
+        raise SchemaError(f"unknown schema {name!r}: {path} does not exist")
+    with path.open(encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+@functools.cache
+def validator(name: str) -> Draft202012Validator:
+    schema = load(name)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def _where(error) -> str:
+    path = "/".join(str(p) for p in error.absolute_path)
+    return path or "(top level)"
+
+
+def problems(obj: Any, name: str) -> list[str]:
+    """Every schema violation of `obj`, as `field: message` strings, in document order."""
+    errors = sorted(validator(name).iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))
+    return [f"{_where(e)}: {e.message}" for e in errors]
+
+
+def validate(obj: Any, name: str, what: str | None = None) -> None:
+    found = problems(obj, name)
+    if found:
+        listed = "; ".join(found[:10]) + (f"; and {len(found) - 10} more" if len(found) > 10 else "")
+        raise SchemaError(f"{what or name} does not match schemas/{name}.schema.yaml: {listed}")

@@ -1,0 +1,127 @@
+"""A study's config: loaded, given the schema's defaults, validated, and frozen into runs/<study>/study.json.
+
+Defaults live in `schemas/config.schema.yaml` only; this module copies them in, so no default is
+written twice. The Snakefile writes the effective config (config/config.yaml plus `--config` overrides) to
+runs/<study>/study.json at the start of every invocation; every command of the loop reads that file.
+
+Usage:
+    study = Study.load(project, Path("config/config.yaml"))
+    study = Study.from_study_dir(project, "digits_cnn")
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autopilot import fsio, schemas
+from autopilot.errors import ConfigError, SchemaError
+from autopilot.paths import Project, StudyPaths
+
+
+def fill_defaults(obj: dict, schema: dict) -> dict:
+    """Copy `default`s of the schema's properties into `obj` where missing, recursing into objects."""
+    for key, sub in schema.get("properties", {}).items():
+        if key not in obj and "default" in sub:
+            obj[key] = copy.deepcopy(sub["default"])
+        if sub.get("type") == "object" and "properties" in sub:
+            if key not in obj and any("default" in s for s in sub["properties"].values()):
+                obj[key] = {}
+            if isinstance(obj.get(key), dict):
+                fill_defaults(obj[key], sub)
+    return obj
+
+
+def check_config(config: Any, source: str) -> dict:
+    """Validate a raw config and return it with defaults filled; ConfigError names each bad key."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source}: a study config must be a mapping of keys to values")
+    unknown = sorted(set(config) - set(schemas.load("config")["properties"]))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"allowed keys are listed in schemas/config.schema.yaml"
+        )
+    config = fill_defaults(copy.deepcopy(config), schemas.load("config"))
+    try:
+        schemas.validate(config, "config", what=source)
+    except SchemaError as e:
+        raise ConfigError(str(e)) from None
+    _check_cross_fields(config, source)
+    return config
+
+
+def _check_cross_fields(config: dict, source: str) -> None:
+    if config["task"] == "command" and "trainer" not in config:
+        raise ConfigError(f"{source}: task is `command` but no `trainer: {{command: [...]}}` is given")
+    for key, space in config["search_space"].items():
+        if space["type"] in ("float", "int") and not space["low"] < space["high"]:
+            raise ConfigError(f"{source}: search_space.{key}: `low < high` must hold, got {space}")
+        if space["type"] in ("float", "int") and space.get("log") and space["low"] <= 0:
+            raise ConfigError(f"{source}: search_space.{key}: a log range needs low > 0, got {space['low']}")
+    missing = sorted(set(config["search_space"]) - set(config["baseline"]))
+    if missing:
+        raise ConfigError(f"{source}: search_space keys {missing} have no value in `baseline`")
+
+
+def load_yaml(path: Path) -> Any:
+    try:
+        with Path(path).open(encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+
+
+@dataclass(frozen=True)
+class Study:
+    project: Project
+    config: dict
+
+    @property
+    def name(self) -> str:
+        return self.config["study"]
+
+    @property
+    def paths(self) -> StudyPaths:
+        return self.project.study(self.name)
+
+    @property
+    def metric_name(self) -> str:
+        return self.config["metric"]["name"]
+
+    @property
+    def maximize(self) -> bool:
+        return self.config["metric"]["goal"] == "maximize"
+
+    @property
+    def search_space(self) -> dict:
+        return self.config["search_space"]
+
+    @classmethod
+    def load(cls, project: Project, path: Path, overrides: dict | None = None) -> Study:
+        raw = load_yaml(path) or {}
+        if overrides:
+            raw = {**raw, **overrides}
+        return cls(project, check_config(raw, str(path)))
+
+    @classmethod
+    def from_study_dir(cls, project: Project, name: str) -> Study:
+        path = project.study(name).effective_config
+        if not path.exists():
+            raise ConfigError(
+                f"study {name!r} has no {path}: run the workflow once (snakemake -c1) to create it"
+            )
+        return cls(project, check_config(fsio.read_json(path), str(path)))
+
+    def freeze(self) -> None:
+        """Write the effective config to runs/<study>/study.json if it changed."""
+        path = self.paths.effective_config
+        text = fsio.dumps_json(self.config)
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            fsio.atomic_write_text(path, text)
