@@ -1,0 +1,134 @@
+"""Checkpoints: written atomically, found again after a crash, pruned by a retention policy.
+
+Layout: <run>/checkpoint/step-00000120/ holds `state.pt` (and whatever else a task saves there) plus
+`meta.json` ({step, metric, time}); `meta.json` is written last and its presence marks a complete
+checkpoint. A checkpoint is assembled in a hidden temp folder and renamed into place, so one killed
+mid-write never replaces or shadows a good one.
+
+Usage:
+    save(ckpt_dir, step, {"model": m.state_dict(), ...}, metric=0.93)
+    path = latest(ckpt_dir)          # None when there is none
+    state = load(path)
+    prune(ckpt_dir, keep_last=2, goal="maximize")
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from autopilot import fsio
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+META_FILE = "meta.json"
+
+
+def step_dir_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def save(
+    ckpt_dir: Path,
+    step: int,
+    state: dict[str, Any] | None = None,
+    metric: float | None = None,
+    write_extra: Callable[[Path], None] | None = None,
+) -> Path:
+    """Write a complete checkpoint for `step` and return its folder.
+
+    `state` is saved with torch.save; `write_extra(folder)` may add files (e.g. save_pretrained).
+    """
+    import torch
+
+    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    final = ckpt_dir / step_dir_name(step)
+    tmp = Path(tempfile.mkdtemp(dir=ckpt_dir, prefix=f".{final.name}.", suffix=".tmp"))
+    try:
+        if state is not None:
+            with (tmp / STATE_FILE).open("wb") as f:
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+        if write_extra is not None:
+            write_extra(tmp)
+        for p in tmp.rglob("*"):
+            if p.is_file():
+                _fsync_file(p)
+        fsio.atomic_write_json(tmp / META_FILE, {"step": step, "metric": metric, "time": time.time()})
+        if final.exists():  # a re-save of the same step (e.g. after resume): replace it whole
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        fsio.fsync_dir(ckpt_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def complete(ckpt_dir: Path) -> list[Path]:
+    """Complete checkpoints (with meta.json), oldest first; half-written temp folders are ignored."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return []
+    found = [p for p in ckpt_dir.iterdir() if p.name.startswith("step-") and (p / META_FILE).exists()]
+    return sorted(found, key=lambda p: p.name)
+
+
+def latest(ckpt_dir: Path) -> Path | None:
+    found = complete(ckpt_dir)
+    return found[-1] if found else None
+
+
+def meta(path: Path) -> dict:
+    return fsio.read_json(Path(path) / META_FILE)
+
+
+def load(path: Path, map_location: str = "cpu") -> dict[str, Any]:
+    import torch
+
+    # weights_only=False: the state holds optimizer and RNG states the project wrote itself, never user files
+    return torch.load(Path(path) / STATE_FILE, map_location=map_location, weights_only=False)
+
+
+def best(ckpt_dir: Path, goal: str) -> Path | None:
+    scored = [(meta(p)["metric"], p) for p in complete(ckpt_dir)]
+    scored = [(m, p) for m, p in scored if m is not None]
+    if not scored:
+        return None
+    pick = max if goal == "maximize" else min
+    return pick(scored, key=lambda mp: mp[0])[1]
+
+
+def prune(ckpt_dir: Path, keep_last: int, goal: str = "maximize") -> list[Path]:
+    """Delete complete checkpoints except the last `keep_last` and the best; also sweep stale temp folders."""
+    ckpt_dir = Path(ckpt_dir)
+    found = complete(ckpt_dir)
+    keep = set(found[-max(keep_last, 1):])
+    best_path = best(ckpt_dir, goal)
+    if best_path is not None:
+        keep.add(best_path)
+    removed = []
+    for p in found:
+        if p not in keep:
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    for stale in ckpt_dir.glob(".step-*.tmp") if ckpt_dir.is_dir() else ():
+        shutil.rmtree(stale, ignore_errors=True)
+    return removed
