@@ -20,3 +20,102 @@ def resolve_study(project: Project, name: str | None):
     if name:
         return Study.from_study_dir(project, name)
     return Study.load(project, project.root / "config" / "config.yaml")
+
+run_option = click.option("--run", "run_id", required=True, help="Run id (zero-padded, e.g. 00007).")
+
+
+@main.command()
+@study_option
+@run_option
+@pass_project
+@domain_errors
+def propose(project: Project, study_name: str | None, run_id: str) -> None:
+    """Write the run's proposal.json (policy, overrides, rationale, hypothesis).
+
+    The study's first successful run is the baseline; a runs/<study>/next_config.json written by a person
+    comes next; otherwise the study's policy proposes. A proposal the guard would reject is replaced by the
+    fallback policy's, with the reason recorded in `fallback_from`.
+    """
+    from autopilot.propose import propose_run
+
+    proposal = propose_run(resolve_study(project, study_name), run_id)
+    click.echo(f"run {run_id}: {proposal['policy']} proposes {proposal['overrides'] or 'the baseline'}")
+
+
+@main.command(name="guard")
+@study_option
+@run_option
+@pass_project
+@domain_errors
+def guard_cmd(project: Project, study_name: str | None, run_id: str) -> None:
+    """Check the run's proposal and write config.json and guard.json.
+
+    Deny by default: only search-space keys within their ranges, a real rationale and hypothesis, and
+    budget left. Nothing reaches the trainer without passing here.
+    """
+    from autopilot.guard import guard_run
+
+    decision = guard_run(resolve_study(project, study_name), run_id)
+    click.echo(f"run {run_id}: guard accepted the {decision['policy']} proposal")
+
+
+@main.command()
+@study_option
+@run_option
+@pass_project
+@domain_errors
+def train(project: Project, study_name: str | None, run_id: str) -> None:
+    """Train the run's guarded config.json (and the extra seeds the judge's protocol asks for).
+
+    The trainer runs in its own process group, killed past budget.max_seconds_per_run; whatever
+    happens, trainer_summary.json is written. A trainer failure is recorded, not raised: the loop goes on.
+    """
+    from autopilot.runner import train_run
+
+    summaries = train_run(resolve_study(project, study_name), run_id)
+    first = summaries[0]
+    click.echo(f"run {run_id}: {first['status']}, {first['metric']['name']}={first['metric']['value']} "
+               f"({len(summaries)} seed(s))")
+
+
+@main.command(name="judge")
+@study_option
+@run_option
+@pass_project
+@domain_errors
+def judge_cmd(project: Project, study_name: str | None, run_id: str) -> None:
+    """Compare the run with the best so far and write verdict.json.
+
+    improved / regressed / inconclusive by a one-sided interval over seed-level metrics that clears the
+    study's measured seed noise; the paired bootstrap interval over examples is recorded beside it.
+    """
+    from autopilot.verdicts import judge_run
+
+    verdict = judge_run(resolve_study(project, study_name), run_id)
+    click.echo(f"run {run_id}: {verdict['verdict']}: {verdict['reason']}")
+
+
+@main.command()
+@study_option
+@run_option
+@pass_project
+@domain_errors
+def journal(project: Project, study_name: str | None, run_id: str) -> None:
+    """Append the judged run to labbook.md and history.jsonl (and any run the ledger misses)."""
+    from autopilot.journal import journal_run
+
+    entry = journal_run(resolve_study(project, study_name), run_id)
+    click.echo(f"run {run_id}: journaled ({entry['verdict']})")
+
+
+@main.command()
+@study_option
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON lines.")
+@click.option("--last", type=int, default=0, help="Only the last N runs.")
+@pass_project
+@domain_errors
+def results(project: Project, study_name: str | None, as_json: bool, last: int) -> None:
+    """Print the study's results table: run, policy, key overrides, metric with its interval, verdict."""
+    from autopilot.results import print_results
+
+    print_results(resolve_study(project, study_name), as_json=as_json, last=last)

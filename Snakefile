@@ -1,0 +1,23 @@
+# autopilot: propose -> guard -> train -> judge -> journal, for `iterations` new runs of one study.
+# Usage: snakemake -c2 --profile profiles/local [--config iterations=5]
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/ingest.smk"
+include: "rules/loop.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        get_planned_entries,
+
+
+onerror:
+    report_halt()

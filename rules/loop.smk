@@ -1,0 +1,69 @@
+# One iteration: propose -> guard -> train -> judge -> journal. Each rule calls one `autopilot` command.
+
+
+rule propose_run:
+    input:
+        unpack(get_propose_inputs),
+    output:
+        proposal=f"{RUNS}/{{run}}/proposal.json",
+    log:
+        f"{RUNS}/{{run}}/logs/propose_run.log",
+    params:
+        study=STUDY.name,
+    shell:
+        "autopilot propose --study {params.study} --run {wildcards.run} > {log} 2>&1"
+
+
+rule guard_proposal:
+    input:
+        proposal=rules.propose_run.output.proposal,
+    output:
+        config=f"{RUNS}/{{run}}/config.json",
+        guard=f"{RUNS}/{{run}}/guard.json",
+    log:
+        f"{RUNS}/{{run}}/logs/guard_proposal.log",
+    params:
+        study=STUDY.name,
+    shell:
+        "autopilot guard --study {params.study} --run {wildcards.run} > {log} 2>&1"
+
+
+rule train_model:
+    input:
+        config=rules.guard_proposal.output.config,
+    output:
+        summary=f"{RUNS}/{{run}}/trainer_summary.json",
+    log:
+        f"{RUNS}/{{run}}/logs/train_model.log",
+    params:
+        study=STUDY.name,
+    resources:
+        gpu=1,
+    shell:
+        "autopilot train --study {params.study} --run {wildcards.run} > {log} 2>&1"
+
+
+rule judge_run:
+    input:
+        summary=rules.train_model.output.summary,
+    output:
+        verdict=f"{RUNS}/{{run}}/verdict.json",
+    log:
+        f"{RUNS}/{{run}}/logs/judge_run.log",
+    params:
+        study=STUDY.name,
+    shell:
+        "autopilot judge --study {params.study} --run {wildcards.run} > {log} 2>&1"
+
+
+rule record_run:
+    input:
+        verdict=rules.judge_run.output.verdict,
+    output:
+        entry=f"{RUNS}/{{run}}/journal_entry.json",
+    log:
+        f"{RUNS}/{{run}}/logs/record_run.log",
+    params:
+        study=STUDY.name,
+    shell:
+        "autopilot journal --study {params.study} --run {wildcards.run} > {log} 2>&1"

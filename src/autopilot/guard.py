@@ -1,0 +1,197 @@
+"""The guard: nothing reaches a trainer that it did not pass.
+
+Deny by default. A proposal must match schemas/proposal.schema.yaml; it may change only keys of the study's
+search space, each within its type and range; it must pass the quality gate (a real rationale and a
+hypothesis); and the study's budget and kill switch (control/stop) must allow another run. The guard is
+the only writer of config.json. Dataset content and LLM output are data here, never commands.
+
+Usage:
+    violations = check_proposal(proposal, study)      # [] when it may run
+    guard_run(study, run_id)                          # writes config.json and guard.json, or raises
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+from autopilot import fsio, ledger, schemas
+from autopilot.errors import GuardRejected, LoopHalted
+from autopilot.study import Study
+
+MIN_RATIONALE_CHARS = 20
+MIN_HYPOTHESIS_CHARS = 10
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def violation(key: str, value, rule: str, message: str) -> dict:
+    return {"key": key, "value": value, "rule": rule, "message": message}
+
+
+def check_value(key: str, value, space: dict) -> dict | None:
+    """The violation of one override against its search-space entry, or None."""
+    kind = space["type"]
+    if kind == "categorical":
+        if not any(same_choice(value, c) for c in space["choices"]):
+            return violation(key, value, "choices", f"`{key}` must be one of {space['choices']}, but got {value!r}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return violation(key, value, "type", f"`{key}` must be a number ({kind}), but got {value!r}")
+    if kind == "int" and not float(value).is_integer():
+        return violation(key, value, "type", f"`{key}` must be an integer, but got {value!r}")
+    if not math.isfinite(value) or not space["low"] <= value <= space["high"]:
+        return violation(
+            key, value, "range", f"`{space['low']} <= {key} <= {space['high']}` must hold, but got {key}={value!r}"
+        )
+    if kind == "int" and (int(value) - space["low"]) % space.get("step", 1):
+        return violation(key, value, "step", f"`{key}` must be low + k*{space['step']}, but got {value!r}")
+    return None
+
+
+def same_choice(value, choice) -> bool:
+    """Equal and of the same kind: True is not 1, "64" is not 64, but 64.0 is 64."""
+    if isinstance(value, bool) or isinstance(choice, bool):
+        return type(value) is type(choice) and value == choice
+    return isinstance(value, str) == isinstance(choice, str) and value == choice
+
+
+def normalize(overrides: dict, search_space: dict) -> dict:
+    """Checked overrides in their canonical form: the matching choice itself, ints as int."""
+    out = {}
+    for key, value in overrides.items():
+        space = search_space[key]
+        if space["type"] == "categorical":
+            value = next(c for c in space["choices"] if same_choice(value, c))
+        elif space["type"] == "int":
+            value = int(value)
+        else:
+            value = float(value)
+        out[key] = value
+    return out
+
+
+def check_overrides(overrides: dict, search_space: dict) -> list[dict]:
+    found = []
+    for key, value in overrides.items():
+        if key not in search_space:
+            found.append(violation(key, value, "whitelist",
+                                   f"`{key}` is not in the study's search space (allowed: {sorted(search_space)})"))
+            continue
+        problem = check_value(key, value, search_space[key])
+        if problem:
+            found.append(problem)
+    return found
+
+
+def quality_problems(proposal: dict) -> list[dict]:
+    """The quality gate: a proposal must say why (rationale) and what it expects to see (hypothesis)."""
+    found = []
+    if len(proposal.get("rationale", "").strip()) < MIN_RATIONALE_CHARS:
+        found.append(violation("rationale", proposal.get("rationale"), "quality",
+                               f"rationale must be at least {MIN_RATIONALE_CHARS} characters of real text"))
+    if len(proposal.get("hypothesis", "").strip()) < MIN_HYPOTHESIS_CHARS:
+        found.append(violation("hypothesis", proposal.get("hypothesis"), "quality",
+                               f"hypothesis must be at least {MIN_HYPOTHESIS_CHARS} characters of real text"))
+    return found
+
+
+def check_proposal(proposal: dict, study: Study) -> list[dict]:
+    """Every rule the proposal breaks: shape, whitelist and ranges, quality gate."""
+    shape = [violation("(proposal)", None, "schema", p) for p in schemas.problems(proposal, "proposal")]
+    if shape:
+        return shape
+    return check_overrides(proposal["overrides"], study.search_space) + quality_problems(proposal)
+
+
+def budget_state(study: Study, history: list[dict]) -> dict:
+    budget = study.config["budget"]
+    return {
+        "runs_used": len(history),
+        "max_runs": budget["max_runs"],
+        "seconds_used": round(ledger.total_train_seconds(history), 3),
+        "max_total_seconds": budget["max_total_seconds"],
+        "max_seconds_per_run": budget["max_seconds_per_run"],
+    }
+
+
+def halt_reason(study: Study, history: list[dict]) -> str | None:
+    """Why no further run may start (kill switch or budget), or None."""
+    stop = study.project.control_file("stop")
+    if stop.exists():
+        return f"stop requested ({stop} exists); remove it or run `autopilot resume` to continue"
+    state = budget_state(study, history)
+    if state["runs_used"] >= state["max_runs"]:
+        return f"run budget spent: {state['runs_used']} of budget.max_runs={state['max_runs']} runs done"
+    if state["seconds_used"] >= state["max_total_seconds"]:
+        return (f"time budget spent: {state['seconds_used']:.0f}s of budget.max_total_seconds="
+                f"{state['max_total_seconds']:g}s trained")
+    return None
+
+
+def ensure_may_run(study: Study, history: list[dict]) -> None:
+    reason = halt_reason(study, history)
+    if reason:
+        raise LoopHalted(reason)
+
+
+def resolve_data(study: Study, run_id: str) -> dict:
+    """The `data` block a run's trainer receives."""
+    return dict(study.config.get("data", {}))
+
+
+def build_config(study: Study, proposal: dict) -> dict:
+    run_id = proposal["run_id"]
+    run = study.paths.run(run_id)
+    root = study.project.root
+    return {
+        "run_id": run_id,
+        "study": study.name,
+        "task": study.config["task"],
+        "seed": ledger.derive_seed(study.config["seed"], run_id, 0),
+        "seed_index": 0,
+        "hparams": {**study.config["baseline"], **normalize(proposal["overrides"], study.search_space)},
+        "overrides": normalize(proposal["overrides"], study.search_space),
+        "metric": dict(study.config["metric"]),
+        "max_seconds": study.config["budget"]["max_seconds_per_run"],
+        "data": resolve_data(study, run_id),
+        "init_model": None,
+        "paths": {
+            "run_dir": str(run.dir.relative_to(root)),
+            "control_dir": str(study.project.control.relative_to(root)),
+            "status_file": str(study.project.status.relative_to(root)),
+        },
+    }
+
+
+def guard_run(study: Study, run_id: str) -> dict:
+    """Check the run's final proposal; write config.json and guard.json, or raise GuardRejected."""
+    run = study.paths.run(run_id)
+    proposal = fsio.read_json(run.proposal)
+    history = ledger.read_history(study.paths)
+    ensure_may_run(study, history)
+    found = check_proposal(proposal, study)
+    if proposal.get("run_id") != run_id:
+        found.append(violation("run_id", proposal.get("run_id"), "identity", f"proposal is for another run than {run_id}"))
+    if found:
+        raise GuardRejected(
+            f"{run.proposal}: rejected by the guard: " + "; ".join(v["message"] for v in found), found
+        )
+    config = build_config(study, proposal)
+    schemas.validate(config, "config_json", what="config.json")
+    decision = {
+        "run_id": run_id,
+        "decision": "accepted",
+        "policy": proposal["policy"],
+        "checked": ["schema:proposal", "whitelist", "type", "range", "quality_gate", "budget", "kill_switch"],
+        "violations": [],
+        "rejected_first": proposal["fallback_from"],
+        "budget": budget_state(study, history),
+        "checked_at": now_iso(),
+    }
+    schemas.validate(decision, "guard")
+    fsio.atomic_write_json(run.guard, decision)
+    fsio.atomic_write_json(run.config, config)  # last: config.json exists only for a passed proposal
+    return decision

@@ -1,0 +1,82 @@
+"""Reading a study's results: the history ledger, the best run, the seeds of a run.
+
+history.jsonl is the ledger: one line per finished run, written by the journal. The best run (incumbent)
+is derived from it, never kept as separate state: the last run whose verdict is `baseline` or `improved`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from autopilot import fsio
+from autopilot.judge import SeedResult
+from autopilot.paths import RunPaths, StudyPaths
+
+PROMOTING_VERDICTS = ("baseline", "improved")
+
+
+def derive_seed(study_seed: int, run_id: str, k: int) -> int:
+    """Seed of the k-th seed of a run: stable, independent of everything but the study seed and run id."""
+    digest = hashlib.sha256(f"{study_seed}:{run_id}:{k}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def read_history(study: StudyPaths) -> list[dict]:
+    return list(fsio.iter_jsonl(study.history))
+
+
+def best_entry(history: list[dict]) -> dict | None:
+    for entry in reversed(history):
+        if entry["verdict"] in PROMOTING_VERDICTS:
+            return entry
+    return None
+
+
+def seed_summaries(run: RunPaths) -> list[tuple[int, dict]]:
+    """(k, summary) of every seed of a run that has a summary: seed 0 first."""
+    found = []
+    if run.summary.exists():
+        found.append((0, fsio.read_json(run.summary)))
+    if run.seeds_dir.is_dir():
+        for d in sorted(run.seeds_dir.iterdir(), key=lambda p: int(p.name.split("-")[-1])):
+            summary = d / "trainer_summary.json"
+            if d.name.startswith("seed-") and summary.exists():
+                found.append((int(d.name.split("-")[-1]), fsio.read_json(summary)))
+    return found
+
+
+def is_success(summary: dict) -> bool:
+    return summary["status"] == "completed" and summary["metric"]["value"] is not None
+
+
+def seed_results(run: RunPaths) -> list[SeedResult]:
+    """Completed seeds of a run with their metric and per-example scores."""
+    results = []
+    for _, s in seed_summaries(run):
+        if is_success(s):
+            pe = s.get("per_example")
+            results.append(SeedResult(float(s["metric"]["value"]), None if not pe else np.asarray(pe["values"])))
+    return results
+
+
+def example_goal(run: RunPaths) -> str | None:
+    for _, s in seed_summaries(run):
+        if s.get("per_example"):
+            return s["per_example"]["goal"]
+    return None
+
+
+def noise_groups(history: list[dict], exclude: set[str]) -> list[list[float]]:
+    """Seed-level metric values of every multi-seed run in the ledger (the study's noise floor)."""
+    return [e["seed_values"] for e in history if len(e.get("seed_values") or []) >= 2 and e["run_id"] not in exclude]
+
+
+def total_train_seconds(history: list[dict]) -> float:
+    return float(sum(e.get("train_seconds") or 0.0 for e in history))
+
+
+def read_path(path: Path):
+    return fsio.read_json(path) if path.exists() else None

@@ -1,0 +1,76 @@
+"""Train a guarded run: its own seed, then the extra seeds the judge's protocol asks for.
+
+Seed 0 trains in the run folder. Then:
+  * the study's first successful run (the baseline) trains `judge.noise_seeds` more seeds: the noise floor;
+  * a candidate whose first seed beats the incumbent's mean trains `judge.confirm_seeds` more
+    (`max_confirm_seeds` when it changes a noise-altering key); any other candidate stops at one seed.
+Extra seed k lives in <run>/seeds/seed-k/ with the same files as the run folder. A seed that already has a
+final summary is not trained again, so a re-invoked run picks up where it was killed.
+
+Usage:
+    summaries = train_run(study, "00007")
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+from autopilot import fsio, judge, ledger, supervisor
+from autopilot.paths import RunPaths
+from autopilot.study import Study
+
+log = logging.getLogger(__name__)
+
+FINAL_STATUSES = ("completed", "failed", "timeout", "oom", "stopped", "skipped")
+
+
+def seed_config(config: dict, study: Study, seed_run: RunPaths, k: int) -> dict:
+    """The guarded config with another seed and folder: nothing else may differ between seeds."""
+    out = copy.deepcopy(config)
+    out["seed"] = ledger.derive_seed(study.config["seed"], config["run_id"], k)
+    out["seed_index"] = k
+    out["paths"]["run_dir"] = str(seed_run.dir.relative_to(study.project.root))
+    return out
+
+
+def train_seed(study: Study, run: RunPaths, config: dict, k: int) -> dict:
+    seed_run = run.seed(k)
+    if k > 0 and seed_run.summary.exists():
+        summary = fsio.read_json(seed_run.summary)
+        if summary["status"] in FINAL_STATUSES:
+            log.info("run %s seed %d already trained (%s)", run.id, k, summary["status"])
+            return summary
+    if k > 0:
+        config = seed_config(config, study, seed_run, k)
+        fsio.atomic_write_json(seed_run.config, config)
+    argv = supervisor.trainer_argv(config, study.config, seed_run, study.project.root)
+    log.info("run %s seed %d: %s", run.id, k, " ".join(argv))
+    return supervisor.run_trainer(argv, seed_run, config, study.project.root)
+
+
+def planned_extra_seeds(study: Study, config: dict, first: dict, history: list[dict]) -> int:
+    """How many extra seeds the protocol asks for after the first seed's summary."""
+    if not ledger.is_success(first):
+        return 0
+    best = ledger.best_entry(history)
+    if best is None:
+        return study.config["judge"]["noise_seeds"]
+    if not judge.needs_confirmation(first["metric"]["value"], best["seed_values"], study.maximize):
+        return 0
+    extra, _ = judge.extra_seeds_for(config["overrides"], study.config["judge"])
+    return extra
+
+
+def train_run(study: Study, run_id: str) -> list[dict]:
+    run = study.paths.run(run_id)
+    config = fsio.read_json(run.config)
+    history = ledger.read_history(study.paths)
+    first = train_seed(study, run, config, 0)
+    summaries = [first]
+    for k in range(1, planned_extra_seeds(study, config, first, history) + 1):
+        if study.project.control_file("stop").exists():
+            log.info("run %s: stop requested, no more seeds", run_id)
+            break
+        summaries.append(train_seed(study, run, config, k))
+    return summaries

@@ -1,0 +1,140 @@
+"""Run one trainer process under supervision: its own process group, a hard time limit, a summary always.
+
+The trainer (a built-in task or the study's own command) is started in a new session so that, past
+`max_seconds` plus a grace period, the whole process group (data loader workers, shells, children) can
+be killed at once. Whatever happens, the run folder ends with a valid trainer_summary.json: the
+trainer's own, or one written here that says `timeout` or `failed` with the tail of train.log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from autopilot import fsio, manifest, schemas
+from autopilot.paths import RunPaths
+
+log = logging.getLogger(__name__)
+
+TERM_WAIT_SECONDS = 5.0  # between SIGTERM and SIGKILL of the process group
+LOG_TAIL_CHARS = 2000
+
+
+def grace_seconds(max_seconds: float) -> float:
+    """Time a trainer gets past its budget to evaluate and write its summary before it is killed."""
+    return min(60.0, max(5.0, 0.1 * max_seconds))
+
+
+def trainer_argv(config: dict, study_config: dict, run: RunPaths, root: Path) -> list[str]:
+    """argv of the trainer: a built-in task module, or the study's command with placeholders filled."""
+    config_path = str(run.config.relative_to(root))
+    run_dir = str(run.dir.relative_to(root))
+    if config["task"] == "command":
+        return [a.replace("{config}", config_path).replace("{run_dir}", run_dir) for a in study_config["trainer"]["command"]]
+    return [sys.executable, "-m", f"autopilot.tasks.{config['task']}", config_path, run_dir]
+
+
+def run_trainer(argv: list[str], run: RunPaths, config: dict, root: Path) -> dict:
+    """Run the trainer to completion or to its time limit; return the (validated) summary."""
+    max_seconds = float(config["max_seconds"])
+    limit = max_seconds + grace_seconds(max_seconds)
+    run.dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with run.train_log.open("ab") as out:
+        out.write(f"\n=== autopilot: {' '.join(argv)} (limit {limit:.0f}s) ===\n".encode())
+        out.flush()
+        try:
+            proc = subprocess.Popen(argv, cwd=root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        except OSError as e:
+            return write_fallback_summary(run, config, root, "failed", f"could not start trainer {argv[0]!r}: {e}", 0.0)
+        timed_out = _wait(proc, limit)
+    wall = time.monotonic() - started
+    if timed_out:
+        return write_fallback_summary(
+            run, config, root, "timeout",
+            f"trainer exceeded max_seconds={max_seconds:g} (+{grace_seconds(max_seconds):g}s grace); "
+            f"its process group was killed after {wall:.1f}s",
+            wall,
+        )
+    return _collect(proc.returncode, run, config, root, wall)
+
+
+def _wait(proc: subprocess.Popen, limit: float) -> bool:
+    """Wait for the trainer; past `limit` kill its process group. True if it was killed."""
+    try:
+        proc.wait(timeout=limit)
+        return False
+    except subprocess.TimeoutExpired:
+        pass
+    log.warning("trainer pid %d exceeded %.0fs: terminating its process group", proc.pid, limit)
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=TERM_WAIT_SECONDS)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+    _signal_group(proc.pid, signal.SIGKILL)  # children that outlived the leader
+    return True
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _collect(returncode: int, run: RunPaths, config: dict, root: Path, wall: float) -> dict:
+    if run.summary.exists():
+        try:
+            summary = fsio.read_json(run.summary)
+            schemas.validate(summary, "trainer_summary", what=str(run.summary))
+        except Exception as e:  # a broken summary is the trainer's failure, not ours
+            return write_fallback_summary(run, config, root, "failed", f"trainer wrote an invalid summary: {e}", wall)
+        if returncode != 0 and summary["status"] == "completed":
+            return write_fallback_summary(
+                run, config, root, "failed", f"trainer exited with status {returncode} after reporting success", wall
+            )
+        return summary
+    if returncode == 0:
+        reason = "trainer exited 0 without writing trainer_summary.json (see the trainer contract in README)"
+    else:
+        reason = f"trainer exited with status {returncode}"
+    return write_fallback_summary(run, config, root, "failed", reason, wall)
+
+
+def log_tail(path: Path, chars: int = LOG_TAIL_CHARS) -> str:
+    if not path.exists():
+        return ""
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - chars))
+        return f.read().decode("utf-8", errors="replace")
+
+
+def write_fallback_summary(run: RunPaths, config: dict, root: Path, status: str, reason: str, wall: float) -> dict:
+    """The summary of a trainer that could not write its own."""
+    tail = log_tail(run.train_log)
+    summary = {
+        "status": status,
+        "metric": {"name": config["metric"]["name"], "value": None, "goal": config["metric"]["goal"]},
+        "per_example": None,
+        "metrics": {},
+        "seed": config["seed"],
+        "steps": 0,
+        "train_seconds": round(wall, 3),
+        "wall_seconds": round(wall, 3),
+        "device": "unknown",
+        "checkpoint": None,
+        "error": reason + (f"\n--- last lines of train.log ---\n{tail}" if tail else ""),
+        "manifest": manifest.build(config["seed"], "unknown", None, root),
+    }
+    schemas.validate(summary, "trainer_summary")
+    fsio.atomic_write_json(run.summary, summary)
+    log.error("%s: %s", run.dir, reason)
+    return summary
