@@ -174,7 +174,8 @@ def guard_run(study: Study, run_id: str) -> dict:
     ensure_may_run(study, history)
     found = check_proposal(proposal, study)
     if proposal.get("run_id") != run_id:
-        found.append(violation("run_id", proposal.get("run_id"), "identity", f"proposal is for another run than {run_id}"))
+        found.append(violation("run_id", proposal.get("run_id"), "identity",
+                               f"proposal is for another run than {run_id}"))
     if found:
         raise GuardRejected(
             f"{run.proposal}: rejected by the guard: " + "; ".join(v["message"] for v in found), found

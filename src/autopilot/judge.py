@@ -98,7 +98,8 @@ def seed_test(
     if welch and len(c) >= 2 and len(i) >= 2:
         vc, vi = c.var(ddof=1) / len(c), i.var(ddof=1) / len(i)
         se = math.sqrt(vc + vi)
-        df = (vc + vi) ** 2 / ((vc**2) / (len(c) - 1) + (vi**2) / (len(i) - 1)) if se > 0 else float(len(c) + len(i) - 2)
+        # Welch-Satterthwaite degrees of freedom
+        df = (vc + vi) ** 2 / ((vc**2) / (len(c) - 1) + (vi**2) / (len(i) - 1)) if se > 0 else len(c) + len(i) - 2.0
         name = "welch_t"
     else:
         sd, df = pooled_noise([list(c), list(i), *noise_groups])
@@ -159,7 +160,8 @@ def decide(
             ex_max = maximize if example_maximize is None else example_maximize
             iv = paired_bootstrap(c_ex, i_ex, judge_cfg["confidence"], judge_cfg["bootstrap_samples"],
                                   bootstrap_seed, ex_max)
-            boot = {"low": iv.low, "high": iv.high, "oriented": True, "example_maximize": ex_max, "confidence": judge_cfg["confidence"],
+            boot = {"low": iv.low, "high": iv.high, "oriented": True, "example_maximize": ex_max,
+                    "confidence": judge_cfg["confidence"],
                     "samples": judge_cfg["bootstrap_samples"], "n_examples": int(c_ex.shape[0]),
                     "method": "paired bootstrap over seed-averaged per-example scores"}
     test = seed_test(cand_v, inc_v, noise_v, alpha, welch)

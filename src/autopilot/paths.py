@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 RUN_ID_WIDTH = 5
-RUN_ID_RE = re.compile(r"^\d{%d}$" % RUN_ID_WIDTH)
+RUN_ID_RE = re.compile(rf"^\d{{{RUN_ID_WIDTH}}}$")
 PRIORITIES = ("high", "normal", "low")
 CONTROL_SIGNALS = ("pause", "stop", "skip")
 

@@ -49,4 +49,5 @@ def plan_runs(study: Study, iterations: int) -> Plan:
     while len(planned) < n:
         planned.append(format_run_id(next_number))
         next_number += 1
-    return Plan(planned, None if n == iterations else f"run budget: only {n} of {iterations} runs fit in budget.max_runs")
+    short = None if n == iterations else f"run budget: only {n} of {iterations} runs fit in budget.max_runs"
+    return Plan(planned, short)

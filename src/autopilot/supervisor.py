@@ -35,7 +35,8 @@ def trainer_argv(config: dict, study_config: dict, run: RunPaths, root: Path) ->
     config_path = str(run.config.relative_to(root))
     run_dir = str(run.dir.relative_to(root))
     if config["task"] == "command":
-        return [a.replace("{config}", config_path).replace("{run_dir}", run_dir) for a in study_config["trainer"]["command"]]
+        command = study_config["trainer"]["command"]
+        return [a.replace("{config}", config_path).replace("{run_dir}", run_dir) for a in command]
     return [sys.executable, "-m", f"autopilot.tasks.{config['task']}", config_path, run_dir]
 
 

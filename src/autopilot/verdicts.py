@@ -43,7 +43,8 @@ def judge_run(study: Study, run_id: str) -> dict:
         name, reason = NOT_JUDGED[first["status"]]
         verdict = {**base, "verdict": name, "reason": reason}
     elif not ledger.is_success(first) or not cand:
-        verdict = {**base, "verdict": "failed", "reason": f"trainer status {first['status']}: {(first.get('error') or '')[:500]}"}
+        error = (first.get("error") or "")[:500]
+        verdict = {**base, "verdict": "failed", "reason": f"trainer status {first['status']}: {error}"}
     elif best is None:
         sd, df = judge.pooled_noise([base["seed_values"]])
         verdict = {**base, "verdict": "baseline", "promoted": True, "noise_floor": {"seed_sd": _num(sd), "df": df},

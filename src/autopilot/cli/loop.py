@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from autopilot.cli import domain_errors, main, pass_project
 from autopilot.paths import Project
 
 study_option = click.option(
-    "--study", "study_name", envvar="AUTOPILOT_STUDY", help="Study name (folder under runs/). Default: config/config.yaml's."
+    "--study", "study_name", envvar="AUTOPILOT_STUDY",
+    help="Study name (folder under runs/). Default: the study of config/config.yaml.",
 )
 
 

@@ -10,7 +10,6 @@ per-example correctness the judge pairs.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
