@@ -61,15 +61,21 @@ def judge_cfg_seeds_needed(judge_cfg: dict) -> int:
 @click.command()
 @click.option("--seeds", default=40, help="Seeds trained per config.")
 @click.option("--draws", default=4000, help="Random comparisons replayed per kind (A/A, A/B).")
+@click.option("--noise-seeds", type=int, help="Override judge.noise_seeds of config/config.yaml.")
+@click.option("--confirm-seeds", type=int, help="Override judge.confirm_seeds of config/config.yaml.")
 @click.option("--quick", is_flag=True, help="Smoke run: the fewest seeds the protocol needs, 100 draws, 1-2 epochs.")
-def main(seeds: int, draws: int, quick: bool) -> None:
+def main(seeds: int, draws: int, noise_seeds: int | None, confirm_seeds: int | None, quick: bool) -> None:
     config = check_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), "config/config.yaml")
     base = dict(config["baseline"])
     better = {**base, **BETTER}
     if quick:
         seeds, draws = judge_cfg_seeds_needed(config["judge"]), 100
         base["epochs"], better["epochs"] = 1, 2
-    judge_cfg = config["judge"]
+    judge_cfg = dict(config["judge"])
+    if noise_seeds is not None:
+        judge_cfg["noise_seeds"] = noise_seeds
+    if confirm_seeds is not None:
+        judge_cfg["confirm_seeds"] = confirm_seeds
     if judge_cfg_seeds_needed(judge_cfg) > seeds:
         raise click.UsageError(f"--seeds {seeds} is too few for the protocol's seed counts")
     t0 = time.monotonic()

@@ -45,6 +45,7 @@ def run_trainer(argv: list[str], run: RunPaths, config: dict, root: Path) -> dic
     max_seconds = float(config["max_seconds"])
     limit = max_seconds + grace_seconds(max_seconds)
     run.dir.mkdir(parents=True, exist_ok=True)
+    run.summary.unlink(missing_ok=True)  # a summary from an earlier attempt must not stand for this one
     started = time.monotonic()
     with run.train_log.open("ab") as out:
         out.write(f"\n=== autopilot: {' '.join(argv)} (limit {limit:.0f}s) ===\n".encode())

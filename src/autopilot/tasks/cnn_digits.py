@@ -93,7 +93,7 @@ def train(run: TrainerRun) -> None:
     model = SmallCNN(cfg.width, cfg.dropout)
     opt = make_optimizer(cfg, model.parameters())
     ckpt_dir = run.run_dir / "checkpoint"
-    start_epoch, step, trained_seconds = 0, 0, 0.0
+    start_epoch, step, trained_seconds, resumed_from = 0, 0, 0.0, None
     last = checkpoints.latest(ckpt_dir)
     if last is not None:
         state = checkpoints.load(last)
@@ -101,6 +101,7 @@ def train(run: TrainerRun) -> None:
         opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"]["torch"])
         start_epoch, step, trained_seconds = state["epoch"], state["step"], state["trained_seconds"]
+        resumed_from = step
         log.info("resumed from %s (epoch %d, step %d)", last, start_epoch, step)
 
     steps_per_epoch = -(-len(y_tr) // cfg.batch_size)
@@ -147,7 +148,7 @@ def train(run: TrainerRun) -> None:
         metrics={"train_loss": run.last_loss, "epochs": float(epoch)},
         samples_per_second=round(step * cfg.batch_size / max(run.train_seconds, 1e-9), 1),
         checkpoint=str(final.relative_to(run.root)) if final else None,
-        resumed_from_step=None if last is None else checkpoints.meta(last)["step"],
+        resumed_from_step=resumed_from,
     )
 
 
