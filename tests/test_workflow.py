@@ -95,7 +95,7 @@ def test_finished_runs_are_never_re_executed(project, tmp_path):
     shutil.copytree(REPO / "src" / "autopilot", src / "autopilot")
     judge_py = src / "autopilot" / "judge.py"
     judge_py.write_text(judge_py.read_text() + "\nEDITED = True\n")
-    e = {**env(), "PYTHONPATH": str(src)}
+    e = {**env(), "PYTHONPATH": str(src), "AUTOPILOT_SCHEMAS": str(REPO / "schemas")}
     proc = subprocess.run([str(Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin" / "snakemake"), "-c2",
                            "--profile", "profiles/local", "--config", "iterations=1"],
                           cwd=project, env=e, capture_output=True, text=True)

@@ -36,8 +36,8 @@ class Plan:
 
 def plan_runs(study: Study, iterations: int) -> Plan:
     ids = study.paths.run_ids()
-    finished = [i for i in ids if study.paths.run(i).is_finished()]
-    unfinished = [i for i in ids if i not in set(finished)]
+    finished = {i for i in ids if study.paths.run(i).is_finished()}
+    unfinished = [i for i in ids if i not in finished]
     history = ledger.read_history(study.paths)
     halted = guard.halt_reason(study, history)
     if halted or iterations <= 0:

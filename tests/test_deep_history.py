@@ -1,0 +1,29 @@
+"""A study with 5,000 finished runs advances by one run; its DAG holds only the new run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from autopilot import fsio
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from deep_history import deep_project, dry_run  # noqa: E402
+
+from conftest import snakemake  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def test_five_thousand_finished_runs_cost_the_next_run_nothing(tmp_path):
+    root = deep_project(tmp_path / "deep", 5000)
+    _, jobs = dry_run(root)
+    assert jobs == 7  # ingest + propose, guard, train, judge, journal of one run + all: no finished run
+    snakemake(root, "--config", "iterations=1")
+    new = root / "runs" / "digits_cnn" / "05001"
+    verdict = fsio.read_json(new / "verdict.json")
+    assert verdict["compared_to"] is not None and verdict["verdict"] != "baseline"
+    history = list(fsio.iter_jsonl(root / "runs" / "digits_cnn" / "history.jsonl"))
+    assert len(history) == 5001 and history[-1]["run_id"] == "05001"
