@@ -14,6 +14,14 @@ import pytest
 from autopilot import checkpoints, fsio, supervisor
 from autopilot.paths import RunPaths
 
+@pytest.fixture(autouse=True)
+def cold_start(monkeypatch):
+    """Trainers start as fresh processes here: forking a warm trainer from pytest, whose other tests may have
+    run torch (and its OpenMP pool) in-process, is not what `autopilot train` does. The warm path is covered
+    by the end-to-end tests, where `autopilot train` forks as in production."""
+    monkeypatch.setenv("AUTOPILOT_NO_WARMSTART", "1")
+
+
 HP = {"lr": 0.003, "batch_size": 64, "epochs": 3, "weight_decay": 0.0001, "width": 8, "dropout": 0.1,
       "optimizer": "adam"}
 
@@ -104,3 +112,25 @@ def test_a_trainer_that_breaks_the_contract_is_failed(tmp_path):
     assert summary["status"] == "failed" and "status 3" in summary["error"]
     summary = supervisor.run_trainer(["/nonexistent/trainer"], run, fsio.read_json(run.config), tmp_path)
     assert summary["status"] == "failed" and "could not start" in summary["error"]
+
+
+def test_warm_start_forks_a_killable_trainer_with_the_same_result(tmp_path):
+    """`autopilot train` in a fresh process (as in the workflow) forks its built-in trainers warm."""
+    root = tmp_path
+    run = write_config(root, HP)
+    cold = supervisor.run_trainer(argv(run, root), run, fsio.read_json(run.config), root)
+    code = ("import sys, json; from pathlib import Path; from autopilot import supervisor, fsio; "
+            "from autopilot.paths import RunPaths; root = Path.cwd(); run = RunPaths(root / 'runs/s/00002'); "
+            "argv = [sys.executable, '-m', 'autopilot.tasks.cnn_digits', 'runs/s/00002/config.json', 'runs/s/00002']; "
+            "assert supervisor.builtin_task(argv) == 'cnn_digits'; "
+            "s = supervisor.run_trainer(argv, run, fsio.read_json(run.config), root); print(json.dumps(s))")
+    warm_run = write_config(root, HP, run_id="00002")
+    cfg = fsio.read_json(warm_run.config)
+    cfg["seed"] = 7
+    fsio.atomic_write_json(warm_run.config, cfg)
+    env = {k: v for k, v in os.environ.items() if k != "AUTOPILOT_NO_WARMSTART"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    warm = fsio.read_json(warm_run.summary)
+    assert warm["status"] == "completed"
+    assert warm["per_example"]["values"] == cold["per_example"]["values"]

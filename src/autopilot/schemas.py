@@ -18,6 +18,8 @@ from jsonschema import Draft202012Validator
 
 from autopilot.errors import SchemaError
 
+SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster start-up
+
 
 def schema_dir() -> Path:
     """`schemas/` of the checkout this package runs from (editable install), or $AUTOPILOT_SCHEMAS."""
@@ -34,14 +36,13 @@ def load(name: str) -> dict:
     if not path.exists():
         raise SchemaError(f"unknown schema {name!r}: {path} does not exist")
     with path.open(encoding="utf-8") as f:
-        return yaml.safe_load(f)
+        return yaml.load(f, Loader=SafeLoader)
 
 
 @functools.cache
 def validator(name: str) -> Draft202012Validator:
-    schema = load(name)
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    # The schemas themselves are checked against the meta-schema by the test suite, not on every start-up.
+    return Draft202012Validator(load(name))
 
 
 def _where(error) -> str:

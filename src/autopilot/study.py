@@ -71,7 +71,7 @@ def _check_cross_fields(config: dict, source: str) -> None:
 def load_yaml(path: Path) -> Any:
     try:
         with Path(path).open(encoding="utf-8") as f:
-            return yaml.safe_load(f)
+            return yaml.load(f, Loader=schemas.SafeLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except yaml.YAMLError as e:

@@ -30,6 +30,13 @@ def grace_seconds(max_seconds: float) -> float:
     return min(60.0, max(5.0, 0.1 * max_seconds))
 
 
+def builtin_task(argv: list[str]) -> str | None:
+    """The task module name when `argv` starts a built-in task (which can be forked warm), else None."""
+    if len(argv) == 5 and argv[0] == sys.executable and argv[1] == "-m" and argv[2].startswith("autopilot.tasks."):
+        return argv[2].removeprefix("autopilot.tasks.")
+    return None
+
+
 def trainer_argv(config: dict, study_config: dict, run: RunPaths, root: Path) -> list[str]:
     """argv of the trainer: a built-in task module, or the study's command with placeholders filled."""
     config_path = str(run.config.relative_to(root))
@@ -51,8 +58,7 @@ def run_trainer(argv: list[str], run: RunPaths, config: dict, root: Path) -> dic
         out.write(f"\n=== autopilot: {' '.join(argv)} (limit {limit:.0f}s) ===\n".encode())
         out.flush()
         try:
-            proc = subprocess.Popen(argv, cwd=root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            proc = start(argv, root, out)
         except OSError as e:
             return write_fallback_summary(run, config, root, "failed", f"could not start trainer {argv[0]!r}: {e}", 0.0)
         timed_out = _wait(proc, limit)
@@ -67,7 +73,18 @@ def run_trainer(argv: list[str], run: RunPaths, config: dict, root: Path) -> dic
     return _collect(proc.returncode, run, config, root, wall)
 
 
-def _wait(proc: subprocess.Popen, limit: float) -> bool:
+def start(argv: list[str], root: Path, out):
+    """Start the trainer in its own session, output to `out`: forked warm for a built-in task."""
+    task = builtin_task(argv)
+    if task is not None and os.environ.get("AUTOPILOT_NO_WARMSTART") != "1":
+        from autopilot.warmstart import ForkedTrainer
+
+        return ForkedTrainer(task, argv[3:], root, out.fileno())
+    return subprocess.Popen(argv, cwd=root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _wait(proc, limit: float) -> bool:
     """Wait for the trainer; past `limit` kill its process group. True if it was killed."""
     try:
         proc.wait(timeout=limit)
