@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from autopilot import checkpoints, fsio
 from conftest import VENV_BIN, env, snakemake
 from test_workflow import check_every_json_file, finished_runs
+
+from autopilot import checkpoints, fsio
 
 pytestmark = pytest.mark.slow
 

@@ -14,6 +14,7 @@ import pytest
 from autopilot import checkpoints, fsio, supervisor
 from autopilot.paths import RunPaths
 
+
 @pytest.fixture(autouse=True)
 def cold_start(monkeypatch):
     """Trainers start as fresh processes here: forking a warm trainer from pytest, whose other tests may have

@@ -10,9 +10,8 @@ import pytest
 from autopilot import fsio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from deep_history import deep_project, dry_run  # noqa: E402
-
 from conftest import snakemake  # noqa: E402
+from deep_history import deep_project, dry_run  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

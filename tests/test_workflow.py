@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO, env, make_project, snakemake
 
 from autopilot import fsio, schemas
-from conftest import REPO, env, make_project, snakemake
 
 pytestmark = pytest.mark.slow
 
