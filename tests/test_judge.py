@@ -97,3 +97,13 @@ def test_aa_false_improved_rate_is_low_on_simulated_seeds():
         r = judge.decide(seeds(list(cand)), seeds(list(inc)), [], {**CFG, "bootstrap_samples": 200}, True, False, 1)
         improved += r["verdict"] == "improved"
     assert improved / 300 <= 0.07
+
+
+@pytest.mark.parametrize("df", [1, 2, 3.5, 7, 30, 200])
+def test_t_distribution_matches_scipy(df):
+    from scipy import stats
+
+    for t in (-4.0, -1.3, -0.2, 0.0, 0.7, 1.9, 6.0):
+        assert judge.t_sf(t, df) == pytest.approx(stats.t.sf(t, df), rel=1e-9, abs=1e-12)
+    for p in (0.5, 0.9, 0.95, 0.975, 0.995, 0.05):
+        assert judge.t_quantile(p, df) == pytest.approx(stats.t.ppf(p, df), rel=1e-7, abs=1e-9)
