@@ -19,10 +19,16 @@ Usage:
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import logging
 import os
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+from filelock import FileLock
 
 from autopilot import fsio
 from autopilot.errors import AutopilotError, QueueError
@@ -35,6 +41,8 @@ REPORT_SUFFIX = ".report.json"
 REASON_SUFFIX = ".reason.json"
 META_SUFFIX = ".meta.yaml"
 MAX_NAME_BYTES = 255  # a file name longer than this cannot be created on ext4, xfs, btrfs or tmpfs
+CHUNK = 1 << 20
+INBOX_IGNORED = {"README.md"}  # the note that keeps inbox/ in git is not a dataset
 
 
 def now_ms(now: float | None = None) -> int:
@@ -157,10 +165,181 @@ def _move_report(old_entry: Path, new_entry: Path) -> None:
 
 def _report_of(entry: Path) -> dict | None:
     report = companion(entry, REPORT_SUFFIX)
-    if not report.exists():
-        return None
+    return _read(report) if report.exists() else None  # a damaged report must not strand the entry
+
+
+# ---------------------------------------------------------------- looking at the queue, retrying
+
+def describe(project: Project) -> list[dict]:
+    """One row per entry waiting (high, normal, low), in processing, and failed, in that order."""
+    rows = []
+    for folder in [*(project.queue_dir(p) for p in PRIORITIES), project.processing]:
+        for entry in entries(folder):
+            report = _report_of(entry) or {}
+            rows.append({"folder": folder.name, "entry": entry.name, "spec": report.get("spec"),
+                         "records": report.get("counts", {}).get("records"), "bytes": _size(entry),
+                         "warnings": report.get("counts", {}).get("warnings")})
+    for entry in failed_entries(project):
+        reason = _read(companion(entry, REASON_SUFFIX)) or {}
+        rows.append({"folder": "failed", "entry": entry.name, "spec": reason.get("spec"),
+                     "records": reason.get("counts", {}).get("records"), "bytes": _size(entry),
+                     "reason": reason.get("reason")})
+    return rows
+
+
+def counts(project: Project) -> dict[str, int]:
+    """Files in the inbox (not yet ingested) and entries per queue folder."""
+    inbox = project.inbox
+    waiting = [p for p in inbox.iterdir() if not p.name.startswith(".") and p.name not in INBOX_IGNORED] \
+        if inbox.is_dir() else []
+    found = {"inbox": len(waiting)}
+    for folder in [*(project.queue_dir(p) for p in PRIORITIES), project.processing, project.done]:
+        found[folder.name] = len(entries(folder))
+    found["failed"] = len(failed_entries(project))
+    return found
+
+
+def retry(project: Project, name: str) -> Path:
+    """Move a failed entry back into the inbox under its original name; its reason goes to failed/retried/."""
+    entry = project.failed / Path(name).name
+    reason = companion(entry, REASON_SUFFIX)
+    if not os.path.lexists(entry) or not reason.exists():
+        raise QueueError(f"no failed entry {name!r}; `autopilot queue list` shows the failed entries")
+    target = project.inbox / original_name(entry.name)
+    sidecar = companion(entry, META_SUFFIX)
+    sidecar_target = project.inbox / companion(Path(target.name), META_SUFFIX).name
+    history = project.failed / "retried"
+    history.mkdir(parents=True, exist_ok=True)
+    with writer_lock(project):
+        if os.path.lexists(target):
+            raise QueueError(f"{target} exists; move it away (or wait until it is ingested) and retry")
+        if sidecar.exists():  # the sidecar first, so that ingest never sees the file without it
+            move_file(sidecar, history / sidecar.name if sidecar_target.exists() else sidecar_target)
+        move_file(entry, target)
+        move_file(reason, history / reason.name)
+    log.info("%s -> %s (its reason kept in %s)", entry.name, target, history)
+    return target
+
+
+def _size(path: Path) -> int:
+    return path.lstat().st_size
+
+
+def _read(path: Path) -> dict | None:
     try:
-        return fsio.read_json(report)
-    except AutopilotError as e:  # a damaged report must not strand the entry
-        log.warning("%s: %s", report, e)
+        return fsio.read_json(path)
+    except AutopilotError as e:
+        log.warning("%s", e)
         return None
+
+
+# ---------------------------------------------------------------- writing entries (ingest's side)
+
+def writer_lock(project: Project) -> FileLock:
+    """The one lock of inbox and queue writers (ingest, queue add, queue retry); claims need none."""
+    project.queue.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(project.queue / ".ingest.lock"))
+
+
+def staging(project: Project) -> Path:
+    """Where copies are made before they are linked into a queue folder (same file system, so links work)."""
+    folder = project.queue / ".staging"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def temp_file(folder: Path, data: bytes = b"") -> Path:
+    """A new fsynced temp file in `folder` holding `data`."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(tmp)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def link_new(src: Path, dst: Path) -> bool:
+    """Give `src` the name `dst` unless that name exists (then False): the no-overwrite half of a rename."""
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except FileExistsError:
+        return False
+    return True
+
+
+def publish(project: Project, folder: Path, original: str, data: Path, document: Callable[[str], dict],
+            doc_suffix: str, extras: dict[str, Path] | None = None, ms: int | None = None) -> Path:
+    """Link the staged `data` into `folder` under a fresh first-in-first-out name; return the entry's path.
+
+    The document (report or reason, made by `document(entry_name)`) and any `extras` (suffix -> staged file)
+    are linked first, so that whoever sees the entry sees its report. No link replaces an existing file: on a
+    clash the next sequence number is tried. The staged files are removed once linked.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    ms = now_ms() if ms is None else ms
+    for seq in range(10_000):
+        name = entry_name(ms, seq, original)
+        if name_taken(project, name):
+            continue
+        linked = []
+        for suffix, staged in [(doc_suffix, None), *(extras or {}).items()]:
+            staged = staged or temp_file(staging(project), fsio.dumps_json(document(name)).encode("utf-8"))
+            target = companion(folder / name, suffix)
+            ok = link_new(staged, target)
+            if suffix == doc_suffix:
+                staged.unlink()
+            if not ok:
+                break
+            linked.append(target)
+        else:
+            if link_new(data, folder / name):
+                for staged in [data, *(extras or {}).values()]:
+                    staged.unlink()
+                fsio.fsync_dir(folder)
+                return folder / name
+        for target in linked:  # lost a race for this name: give it back and try the next one
+            target.unlink()
+    raise QueueError(f"{folder}: no free entry name for {original} in this millisecond (10000 taken)")
+
+
+def move_file(src: Path, dst: Path) -> None:
+    """Move a file (or a symlink, as a link) without ever replacing `dst`; across file systems by verified copy."""
+    try:
+        if not link_new(src, dst):
+            raise QueueError(f"{dst} already exists; it is never overwritten (move one of them away first)")
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        _copy_across(src, dst)
+    fsio.fsync_dir(dst.parent)
+    os.unlink(src)
+    fsio.fsync_dir(src.parent)
+
+
+def _copy_across(src: Path, dst: Path) -> None:
+    if src.is_symlink():
+        tmp = dst.with_name(f".{dst.name}.link.tmp")
+        os.symlink(os.readlink(src), tmp)
+    else:
+        tmp = temp_file(dst.parent)
+        with src.open("rb") as f, tmp.open("wb") as out:
+            while chunk := f.read(CHUNK):
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        if sha256_file(tmp) != sha256_file(src):
+            tmp.unlink()
+            raise QueueError(f"copying {src} to {dst.parent} changed its bytes; nothing was moved")
+    try:
+        if not link_new(tmp, dst):
+            raise QueueError(f"{dst} already exists; it is never overwritten (move one of them away first)")
+    finally:
+        tmp.unlink()

@@ -63,3 +63,4 @@ def domain_errors(fn):
 
 
 from autopilot.cli import loop  # noqa: E402,F401  (registers the loop's commands)
+from autopilot.cli import ingest  # noqa: E402,F401  (registers validate, ingest and queue)
