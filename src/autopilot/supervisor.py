@@ -18,6 +18,7 @@ from pathlib import Path
 
 from autopilot import fsio, manifest, schemas
 from autopilot.paths import RunPaths
+from autopilot.warmpool import UNKNOWN_EXIT
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def run_trainer(argv: list[str], run: RunPaths, config: dict, root: Path) -> dic
         out.write(f"\n=== autopilot: {' '.join(argv)} (limit {limit:.0f}s) ===\n".encode())
         out.flush()
         try:
-            proc = start(argv, root, out)
+            proc = start(argv, root, out, run.train_log)
         except OSError as e:
             return write_fallback_summary(run, config, root, "failed", f"could not start trainer {argv[0]!r}: {e}", 0.0)
         timed_out = _wait(proc, limit)
@@ -73,13 +74,15 @@ def run_trainer(argv: list[str], run: RunPaths, config: dict, root: Path) -> dic
     return _collect(proc.returncode, run, config, root, wall)
 
 
-def start(argv: list[str], root: Path, out):
-    """Start the trainer in its own session, output to `out`: forked warm for a built-in task."""
+def start(argv: list[str], root: Path, out, log_path: Path):
+    """Start the trainer in its own session, output to `out`: a built-in task is forked warm."""
     task = builtin_task(argv)
     if task is not None and os.environ.get("AUTOPILOT_NO_WARMSTART") != "1":
+        from autopilot import warmpool
         from autopilot.warmstart import ForkedTrainer
 
-        return ForkedTrainer(task, argv[3:], root, out.fileno())
+        pooled = warmpool.request(task, argv[3:], root, log_path)
+        return pooled if pooled is not None else ForkedTrainer(task, argv[3:], root, out.fileno())
     return subprocess.Popen(argv, cwd=root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
@@ -116,12 +119,14 @@ def _collect(returncode: int, run: RunPaths, config: dict, root: Path, wall: flo
             schemas.validate(summary, "trainer_summary", what=str(run.summary))
         except Exception as e:  # a broken summary is the trainer's failure, not ours
             return write_fallback_summary(run, config, root, "failed", f"trainer wrote an invalid summary: {e}", wall)
-        if returncode != 0 and summary["status"] == "completed":
+        if returncode not in (0, UNKNOWN_EXIT) and summary["status"] == "completed":
             return write_fallback_summary(
                 run, config, root, "failed", f"trainer exited with status {returncode} after reporting success", wall
             )
         return summary
-    if returncode == 0:
+    if returncode == UNKNOWN_EXIT:
+        reason = "trainer ended without writing trainer_summary.json (its warm pool died first)"
+    elif returncode == 0:
         reason = "trainer exited 0 without writing trainer_summary.json (see the trainer contract in README)"
     else:
         reason = f"trainer exited with status {returncode}"

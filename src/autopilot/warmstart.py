@@ -1,12 +1,12 @@
 """Start built-in tasks from a process that has already imported them (and torch).
 
 A fresh Python process pays about two seconds before a PyTorch task trains its first step: importing torch,
-then torch._dynamo on the first optimizer step. The seed protocol starts several trainers per run (ten for
-a baseline), so `autopilot train` imports the task module once and forks a child per seed. The child is a
-normal trainer in every way that matters: its own session and process group (killable as a whole), the
-project root as working directory, stdout and stderr in train.log, and the task's `main()` with the
-usual `CONFIG RUN_DIR` arguments. The parent imports but never computes, so no thread pool exists to be
-broken by the fork.
+then torch._dynamo on the first optimizer step. So built-in trainers are forked from a process that has
+imported them: the project's warm pool (`autopilot.warmpool`, shared by all runs), or failing that the
+`autopilot train` process itself (`ForkedTrainer`). A forked trainer is a normal trainer in every way that
+matters: its own session and process group (killable as a whole), the project root as working directory,
+stdout and stderr in train.log, and the task's `main()` with the usual `CONFIG RUN_DIR` arguments. The
+forking process imports but never computes, so no thread pool exists to be broken by the fork.
 """
 
 from __future__ import annotations
@@ -30,8 +30,31 @@ def preload(task: str):
     return module
 
 
+def run_child(module, task: str, args: list[str], cwd: Path, log_fd: int) -> None:
+    """In a freshly forked child: become a trainer process, run the task, never return."""
+    code = 1
+    try:
+        os.setsid()
+        os.chdir(cwd)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        sys.argv = [f"autopilot.tasks.{task}", *args]
+        module.main()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 class ForkedTrainer:
-    """A forked trainer with the part of subprocess.Popen's interface the supervisor uses."""
+    """A trainer forked from this process, with the part of subprocess.Popen's interface the supervisor uses."""
 
     def __init__(self, task: str, args: list[str], cwd: Path, log_fd: int):
         module = preload(task)
@@ -40,29 +63,7 @@ class ForkedTrainer:
         self.returncode: int | None = None
         self.pid = os.fork()
         if self.pid == 0:
-            self._child(module, task, args, cwd, log_fd)
-
-    @staticmethod
-    def _child(module, task: str, args: list[str], cwd: Path, log_fd: int) -> None:
-        code = 1
-        try:
-            os.setsid()
-            os.chdir(cwd)
-            os.dup2(log_fd, 1)
-            os.dup2(log_fd, 2)
-            sys.argv = [f"autopilot.tasks.{task}", *args]
-            module.main()
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-            if isinstance(e.code, str):
-                print(e.code, file=sys.stderr)
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+            run_child(module, task, args, cwd, log_fd)
 
     def poll(self) -> int | None:
         if self.returncode is None:
