@@ -1,0 +1,105 @@
+"""The warm trainer pool: same results as a fresh process, never stale code, killable, survivable."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_cnn_task import HP, argv, write_config
+
+from autopilot import checkpoints, fsio, warmpool
+
+TRAIN = ("import sys, json; from pathlib import Path; from autopilot import supervisor, fsio; "
+         "from autopilot.paths import RunPaths; root = Path.cwd(); run = RunPaths(root / 'runs/s' / sys.argv[1]); "
+         "argv = [sys.executable, '-m', 'autopilot.tasks.cnn_digits', f'runs/s/{sys.argv[1]}/config.json', "
+         "f'runs/s/{sys.argv[1]}']; supervisor.run_trainer(argv, run, fsio.read_json(run.config), root)")
+
+
+def train_in_subprocess(root: Path, run_id: str) -> subprocess.Popen:
+    """`autopilot train` runs in its own process; so does this (pytest's process has run torch already)."""
+    env = {k: v for k, v in os.environ.items() if k != "AUTOPILOT_NO_WARMSTART"}
+    return subprocess.Popen([sys.executable, "-c", TRAIN, run_id], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def pool_pids(root: Path) -> list[int]:
+    """Pools of this project; their forked trainers share the command line but have a pool as parent."""
+    out = subprocess.run(["pgrep", "-f", f"autopilot.warmpool cnn_digits {root}"], capture_output=True, text=True)
+    pids = {int(p) for p in out.stdout.split()}
+    return sorted(p for p in pids if parent(p) not in pids)
+
+
+def parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+@pytest.fixture
+def root(tmp_path):
+    yield tmp_path
+    for pid in pool_pids(tmp_path):
+        os.kill(pid, signal.SIGTERM)
+
+
+def test_pool_serves_later_runs_and_gives_the_same_results(root, monkeypatch):
+    monkeypatch.setenv("AUTOPILOT_NO_WARMSTART", "1")
+    from autopilot import supervisor
+
+    cold_run = write_config(root, HP, "00001")
+    cold = supervisor.run_trainer(argv(cold_run, root), cold_run, fsio.read_json(cold_run.config), root)
+    for run_id in ("00002", "00003"):
+        write_config(root, HP, run_id)
+        proc = train_in_subprocess(root, run_id)
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()[-2000:]
+        summary = fsio.read_json(root / "runs" / "s" / run_id / "trainer_summary.json")
+        assert summary["status"] == "completed"
+        assert summary["per_example"]["values"] == cold["per_example"]["values"]  # same seed, same model
+    assert len(pool_pids(root)) == 1  # one pool served both runs
+    assert warmpool.socket_path(root, "cnn_digits").exists()
+
+
+def test_a_changed_package_retires_the_pool(root):
+    write_config(root, HP, "00001")
+    assert train_in_subprocess(root, "00001").wait(timeout=120) == 0
+    [first] = pool_pids(root)
+    source = warmpool.PACKAGE_DIR / "tasks" / "__init__.py"
+    st = source.stat()
+    os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    try:
+        write_config(root, HP, "00002")
+        assert train_in_subprocess(root, "00002").wait(timeout=120) == 0
+    finally:
+        os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert fsio.read_json(root / "runs/s/00002/trainer_summary.json")["status"] == "completed"
+    deadline = time.monotonic() + 10
+    while first in pool_pids(root) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert first not in pool_pids(root)
+
+
+def test_a_pooled_trainer_survives_the_death_of_its_pool(root):
+    write_config(root, {**HP, "epochs": 8}, "00001")
+    proc = train_in_subprocess(root, "00001")
+    ckpt = root / "runs/s/00001/checkpoint"
+    deadline = time.monotonic() + 60
+    while not checkpoints.complete(ckpt) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in pool_pids(root):
+        os.kill(pid, signal.SIGKILL)
+    assert proc.wait(timeout=120) == 0, proc.stderr.read()[-2000:]
+    summary = fsio.read_json(root / "runs/s/00001/trainer_summary.json")
+    assert summary["status"] == "completed"  # the trainer has its own session; the summary decides
+
+
+def test_pool_trainers_honour_the_time_limit(root):
+    write_config(root, {**HP, "epochs": 100_000}, "00001", max_seconds=1.0)
+    assert train_in_subprocess(root, "00001").wait(timeout=120) == 0
+    summary = fsio.read_json(root / "runs/s/00001/trainer_summary.json")
+    assert summary["status"] == "timeout"
