@@ -49,7 +49,9 @@ def make_project(root: Path, **overrides) -> Path:
 
 
 def env() -> dict:
-    return {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    """The environment of workflow subprocesses; warm trainer pools of throw-away projects idle out fast."""
+    return {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "AUTOPILOT_POOL_IDLE_SECONDS": "15"}
 
 
 def snakemake(root: Path, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:

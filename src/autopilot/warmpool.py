@@ -29,7 +29,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-IDLE_SECONDS = 300.0
+IDLE_SECONDS = float(os.environ.get("AUTOPILOT_POOL_IDLE_SECONDS", 300))  # then the pool exits
 UNKNOWN_EXIT = -255  # exit status of a trainer whose pool died before reporting it
 START_TIMEOUT_SECONDS = 30.0
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -72,8 +72,8 @@ def serve(task: str, root: Path) -> None:
             waiters = [t for t in waiters if t.is_alive()]
             if waiters:
                 last_used = time.monotonic()  # a running trainer keeps the pool alive
-            elif time.monotonic() - last_used > IDLE_SECONDS:
-                break
+            elif time.monotonic() - last_used > IDLE_SECONDS or not root.is_dir():
+                break  # idle, or the project is gone
             try:
                 conn, _ = server.accept()
             except TimeoutError:
