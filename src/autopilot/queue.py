@@ -284,9 +284,11 @@ def publish(project: Project, folder: Path, original: str, data: Path, document:
     clash the next sequence number is tried. The staged files are removed once linked.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    ms = now_ms() if ms is None else ms
-    for seq in range(10_000):
+    ms, seq = next_stamp(folder, now_ms() if ms is None else ms)
+    for _ in range(10_000):
+        ms, seq = (ms + 1, 0) if seq > 9999 else (ms, seq)
         name = entry_name(ms, seq, original)
+        seq += 1
         if name_taken(project, name):
             continue
         linked = []
@@ -307,7 +309,17 @@ def publish(project: Project, folder: Path, original: str, data: Path, document:
                 return folder / name
         for target in linked:  # lost a race for this name: give it back and try the next one
             target.unlink()
-    raise QueueError(f"{folder}: no free entry name for {original} in this millisecond (10000 taken)")
+    raise QueueError(f"{folder}: no free entry name for {original} (10000 tries)")
+
+
+def next_stamp(folder: Path, ms: int) -> tuple[int, int]:
+    """(ms, seq) of the next entry: after the newest one in `folder` even within one millisecond (or if the
+    clock went back), so that names sort in arrival order whatever the original names are."""
+    newest = max((n for n in os.listdir(folder) if len(n) > 18 and n[:13].isdigit() and n[14:18].isdigit()),
+                 default=None)
+    if newest is not None and int(newest[:13]) >= ms:
+        return int(newest[:13]), int(newest[14:18]) + 1
+    return ms, 0
 
 
 def move_file(src: Path, dst: Path) -> None:

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 KEEP = 50  # findings of each severity kept with line numbers; the totals count them all
 BOM = b"\xef\xbb\xbf"
 NUL = b"\x00"
+SKIP_PIECE = 1 << 20
 
 
 class Level(IntEnum):
@@ -232,7 +233,7 @@ def _odd_line(scan: Scan, number: int, raw: bytes, limit: int, readline) -> byte
     if len(raw) > limit:
         skipped = len(raw)
         while raw and not raw.endswith(b"\n"):  # skip the rest of the line in pieces
-            raw = readline(limit + 1)
+            raw = readline(SKIP_PIECE)
             skipped += len(raw)
         scan.add(number, "", "line_too_long", f"line is {skipped} bytes, longer than max_line_bytes={limit}; "
                                               f"split the record or raise ingest.max_line_bytes")

@@ -119,7 +119,11 @@ def ingest_path(project: Project, path: Path, settings: Settings, now: float | N
         plan = make_plan(path, sidecar if os.path.lexists(sidecar) else None, settings)
     else:
         plan = Plan(problems=[NOT_JSONL])
-    return take(project, path, st, plan, settings, now, remove_source=True)
+    try:
+        return take(project, path, st, plan, settings, now, remove_source=True)
+    except FileNotFoundError as e:  # removed by someone else meanwhile: nothing of ours to lose
+        log.warning("%s disappeared while it was ingested (%s)", name, e)
+        return None
 
 
 def sidecar_of(path: Path) -> Path:
