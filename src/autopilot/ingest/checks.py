@@ -19,6 +19,7 @@ Usage:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -304,16 +305,31 @@ def load_tokenizer(path: Path):
 
 # ---------------------------------------------------------------- deep: duplicates, eval overlap, leakage
 
-PUNCTUATION = {c: " " for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)).startswith("P")}
+ASCII_IGNORED = bytes(c for c in range(128) if not chr(c).isalnum())  # punctuation, white space, controls
+
+
+@functools.cache
+def _unicode_ignored() -> dict[int, None]:
+    """Every punctuation, separator and control character (built once, when a non-ASCII text first needs it)."""
+    return {c: None for c in range(128, sys.maxunicode + 1) if unicodedata.category(chr(c))[0] in "PZC"}
+
+
+def squash(text: str) -> bytes:
+    """The text less case, punctuation and white space: equal for near-exact duplicates. Fast for ASCII text
+    (a byte table), exact for any other."""
+    folded = text.casefold()
+    if not folded.isascii():
+        folded = folded.translate(_unicode_ignored())
+    return folded.encode("utf-8", "surrogatepass").translate(None, ASCII_IGNORED)
 
 
 def normalize(text: str) -> str:
-    """Case, punctuation and runs of white space ignored: what "near-exact" means here."""
-    return " ".join(text.casefold().translate(PUNCTUATION).split())
+    """The text less case and punctuation, words separated by single spaces (for whole-word matches)."""
+    return " ".join("".join(c if c.isalnum() else " " for c in text.casefold()).split())
 
 
 class Deep:
-    """Duplicates (exact: same line; near: same normalized texts), overlap with the eval set, answer leakage."""
+    """Duplicates (exact: same line; near: same squashed texts), overlap with the eval set, answer leakage."""
 
     def __init__(self, spec: Spec, settings: Settings, scan: Scan):
         self.view, self.scan = spec.view, scan
@@ -327,47 +343,46 @@ class Deep:
             self.skipped.append(f"answer leakage: spec {spec.name} names no answer field")
 
     def check(self, number: int, raw: bytes, record: dict) -> bool:
-        ok = True
-        key = hash(raw.rstrip(b"\r\n"))
-        first = self.exact.setdefault(key, number)
-        normed = [normalize(t) for t in self.view.texts(record)]
-        near = hash("\x1f".join(normed))
-        first_near = self.near.setdefault(near, number)
+        texts = self.view.texts(record)
+        keys = [squash(t) for t in texts]
+        first = self.exact.setdefault(hash(raw.rstrip(b"\r\n")), number)
+        first_near = self.near.setdefault(hash(b"\x00".join(keys)), number)
         if first != number:
             self.scan.add(number, "", "duplicate", f"same record as line {first}", severity="warning")
         elif first_near != number:
             self.scan.add(number, "", "near_duplicate", f"same text as line {first_near} up to case, punctuation "
                                                         f"and white space", severity="warning")
-        if self.view.has_answer:
-            prompt = " ".join(normed[:-1])
-            ok = self._overlap(number, prompt) and ok
-            ok = self._leak(number, record, prompt, self.view.texts(record)[-1]) and ok
-        elif self.eval_prompts is not None:
-            ok = self._overlap(number, " ".join(normed)) and ok
-        return ok
+        if not self.view.has_answer:
+            return self._overlap(number, b"\x00".join(keys))
+        prompt = b"\x00".join(keys[:-1])
+        overlap_ok = self._overlap(number, prompt)
+        return self._leak(number, record, texts, prompt) and overlap_ok
 
-    def _overlap(self, number: int, prompt: str) -> bool:
+    def _overlap(self, number: int, prompt: bytes) -> bool:
         if self.eval_prompts is None or prompt not in self.eval_prompts:
             return True
         self.scan.add(number, "", "eval_overlap", f"the prompt is also in the evaluation set (line "
                                                   f"{self.eval_prompts[prompt]} of the eval file)")
         return False
 
-    def _leak(self, number: int, record: dict, prompt: str, answer: str) -> bool:
-        padded = f" {prompt} "
-        for part in self.view.answer_parts(answer):
-            needle = normalize(part)
-            if needle and f" {needle} " in padded:
-                severity = self.view.leak_severity
-                where = self.view.field(record, len(self.view.texts(record)) - 1)
-                self.scan.add(number, where, "answer_leak", f"the answer {shorten(part.strip(), 80)!r} appears in "
-                                                            f"the prompt", severity=severity)
-                return severity != "error"
+    def _leak(self, number: int, record: dict, texts: list[str], prompt: bytes) -> bool:
+        """The answer (or one of its items) in the prompt as whole words; a cheap substring test rules most out."""
+        for part in self.view.answer_parts(texts[-1]):
+            needle = squash(part)
+            if not needle or needle not in prompt:
+                continue
+            words = f" {normalize(part)} "
+            if not any(words in f" {normalize(t)} " for t in texts[:-1]):
+                continue
+            severity = self.view.leak_severity
+            self.scan.add(number, self.view.field(record, len(texts) - 1), "answer_leak",
+                          f"the answer {shorten(part.strip(), 80)!r} appears in the prompt", severity=severity)
+            return severity != "error"
         return True
 
 
-def load_eval_prompts(path: Path) -> dict[str, int]:
-    """Normalized prompts of the evaluation set -> line number; each record is read with the spec it matches."""
+def load_eval_prompts(path: Path) -> dict[bytes, int]:
+    """Squashed prompts of the evaluation set -> line number; each record is read with the spec it matches."""
     if not path.is_file():
         raise IngestError(f"ingest.eval_file: {path} does not exist (fix the path or set it to null)")
     specs = [load_spec(name) for name in known_specs()]
@@ -379,7 +394,7 @@ def load_eval_prompts(path: Path) -> dict[str, int]:
             except ValueError:
                 continue
             view = next((s.view for s in specs if s.is_valid(record)), GenericView())
-            texts = [normalize(t) for t in view.texts(record)]
-            prompts.setdefault(" ".join(texts[:-1] if view.has_answer else texts), number)
+            keys = [squash(t) for t in view.texts(record)]
+            prompts.setdefault(b"\x00".join(keys[:-1] if view.has_answer else keys), number)
     log.info("eval set %s: %d prompts", path, len(prompts))
     return prompts
