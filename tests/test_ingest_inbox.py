@@ -308,6 +308,17 @@ def test_hostile_input_gets_a_clear_outcome_and_its_bytes_survive(project, name)
     assert list(project.inbox.iterdir()) == []
 
 
+def test_a_file_name_that_is_not_utf8_is_ingested_under_a_printable_name(project):
+    raw_name = os.fsencode(project.inbox) + b"/caf\xe9 latin1.jsonl"
+    with open(raw_name, "wb") as f:
+        f.write(GOOD)
+    [outcome] = ingest_inbox(project, settings(), now=LATER)
+    assert outcome.status == "accepted" and outcome.entry.name.endswith("caf\ufffd latin1.jsonl")
+    report = fsio.read_json(queue.companion(outcome.entry, queue.REPORT_SUFFIX))
+    assert report["entry"] == outcome.entry.name and report["source"] == "caf\\xe9 latin1.jsonl"
+    assert outcome.entry.read_bytes() == GOOD and list(project.inbox.iterdir()) == []
+
+
 def test_a_symlink_out_of_the_inbox_is_rejected_and_its_target_untouched(project, tmp_path):
     secret = tmp_path / "outside" / "secret.jsonl"
     secret.parent.mkdir()

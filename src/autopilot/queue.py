@@ -50,12 +50,14 @@ def now_ms(now: float | None = None) -> int:
 
 
 def entry_name(ms: int, seq: int, original: str) -> str:
-    """`<13-digit ms>-<4-digit seq>-<original>`, with the original shortened if the name would be too long."""
+    """`<13-digit ms>-<4-digit seq>-<original>`: the original shortened if the name would be too long, and
+    bytes that are not UTF-8 replaced (U+FFFD), so that every entry name can be written into a report."""
+    original = original.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     prefix = f"{ms:013d}-{seq:04d}-"
     room = MAX_NAME_BYTES - len(prefix.encode()) - len(REASON_SUFFIX.encode()) - 8  # room for companions
     suffix = DATA_SUFFIX if original.endswith(DATA_SUFFIX) else ""
     stem = original.removesuffix(suffix) if suffix else original
-    while len((stem + suffix).encode("utf-8", "surrogateescape")) > room:
+    while len((stem + suffix).encode("utf-8")) > room:
         stem = stem[:-1]
     return prefix + stem + suffix
 

@@ -290,8 +290,9 @@ class Content:
         return ok
 
 
+@functools.lru_cache(maxsize=2)
 def load_tokenizer(path: Path):
-    """A `tokenizers` tokenizer from a tokenizer.json file or a folder holding one."""
+    """A `tokenizers` tokenizer from a tokenizer.json file or a folder holding one (loaded once per run)."""
     file = path / "tokenizer.json" if path.is_dir() else path
     if not file.is_file():
         raise IngestError(f"ingest.tokenizer: {file} does not exist (give a tokenizer.json or its folder)")
@@ -336,7 +337,7 @@ class Deep:
         self.exact: dict[int, int] = {}
         self.near: dict[int, int] = {}
         self.skipped: list[str] = []
-        self.eval_prompts = load_eval_prompts(settings.eval_file) if settings.eval_file else None
+        self.eval_prompts = eval_prompts(settings.eval_file) if settings.eval_file else None
         if self.eval_prompts is None:
             self.skipped.append("train/eval overlap: no ingest.eval_file configured")
         if not self.view.has_answer:
@@ -381,10 +382,17 @@ class Deep:
         return True
 
 
-def load_eval_prompts(path: Path) -> dict[bytes, int]:
-    """Squashed prompts of the evaluation set -> line number; each record is read with the spec it matches."""
+def eval_prompts(path: Path) -> dict[bytes, int]:
+    """Squashed prompts of the evaluation set -> line number, read once per version of the file."""
     if not path.is_file():
         raise IngestError(f"ingest.eval_file: {path} does not exist (fix the path or set it to null)")
+    st = path.stat()
+    return load_eval_prompts(path, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def load_eval_prompts(path: Path, mtime_ns: int, size: int) -> dict[bytes, int]:
+    """Squashed prompts of the evaluation set -> line number; each record is read with the spec it matches."""
     specs = [load_spec(name) for name in known_specs()]
     prompts: dict[str, int] = {}
     with path.open("rb") as f:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import json
 import logging
 import os
 import stat
@@ -124,6 +125,9 @@ def ingest_path(project: Project, path: Path, settings: Settings, now: float | N
     except FileNotFoundError as e:  # removed by someone else meanwhile: nothing of ours to lose
         log.warning("%s disappeared while it was ingested (%s)", name, e)
         return None
+    except PermissionError as e:
+        log.error("%s cannot be read (%s); left in the inbox", name, e)
+        return Outcome(name, "waiting", detail="cannot be read (permission denied); left alone")
 
 
 def sidecar_of(path: Path) -> Path:
@@ -210,10 +214,8 @@ def take(project: Project, path: Path, st: os.stat_result, plan: Plan, settings:
         extras[META_SUFFIX] = _stage_copy(project, plan.sidecar)
     ingest_id, ms = uuid.uuid4().hex, queue.now_ms(now)
     if remove_source:
-        fsio.atomic_write_json(project.queue / INTENT, {
-            "id": ingest_id, "ms": ms, "source": path.name, "sha256": digest, "link": None,
-            "sidecar": plan.sidecar.name if plan.sidecar else None, "sidecar_sha256": plan.sidecar_sha256,
-        })
+        write_intent(project, id=ingest_id, ms=ms, source=path.name, sha256=digest, link=None,
+                     sidecar=plan.sidecar.name if plan.sidecar else None, sidecar_sha256=plan.sidecar_sha256)
 
     def document(name: str) -> dict:
         return build_document(project, name, path.name, plan, scan, settings, digest, nbytes, ingest_id, now)
@@ -308,12 +310,12 @@ def _reject_symlink(project: Project, path: Path, settings: Settings, now: float
     target = os.readlink(path)
     staged = queue.staging(project) / f".{uuid.uuid4().hex}.link.tmp"
     os.symlink(target, staged)
-    plan = Plan(problems=[("symlink", f"a symbolic link (to {target}); links are never followed, and what they "
-                                      f"point to is not touched: put the file itself into inbox/")])
+    plan = Plan(problems=[("symlink", f"a symbolic link (to {printable(target)}); links are never followed, and "
+                                      f"what they point to is not touched: put the file itself into inbox/")])
     scan = _check(None, plan, settings)
     ingest_id, ms = uuid.uuid4().hex, queue.now_ms(now)
-    fsio.atomic_write_json(project.queue / INTENT, {"id": ingest_id, "ms": ms, "source": path.name, "sha256": None,
-                                                    "link": target, "sidecar": None, "sidecar_sha256": None})
+    write_intent(project, id=ingest_id, ms=ms, source=path.name, sha256=None, link=target, sidecar=None,
+                 sidecar_sha256=None)
 
     def document(name: str) -> dict:
         return build_document(project, name, path.name, plan, scan, settings, None, 0, ingest_id, now)
@@ -369,6 +371,11 @@ def _iso(now: float | None) -> str:
 
 
 # ---------------------------------------------------------------- recovery after a crash
+
+def write_intent(project: Project, **intent) -> None:
+    """What is about to be published and removed. ASCII JSON: names that are not UTF-8 survive the round trip."""
+    fsio.atomic_write_bytes(project.queue / INTENT, json.dumps(intent).encode("ascii"))
+
 
 def recover(project: Project) -> None:
     """Finish or undo the move of a killed ingest (from its intent file), then drop stale staged copies."""
@@ -440,7 +447,8 @@ def add_file(project: Project, path: Path, settings: Settings, spec: str | None 
         ingest_id = uuid.uuid4().hex
 
         def document(name: str) -> dict:
-            return build_document(project, name, str(path), plan, scan, settings, digest, nbytes, ingest_id, now)
+            doc = build_document(project, name, path.name, plan, scan, settings, digest, nbytes, ingest_id, now)
+            return doc | {"source": printable(str(path))}
 
         entry = queue.publish(project, project.queue_dir(plan.priority), path.name, staged, document,
                               REPORT_SUFFIX, ms=queue.now_ms(now))

@@ -44,6 +44,7 @@ class FlatView:
     answer: str
     leak_severity: str = "warning"
     answer_sep: str | None = None  # answers listing several items are checked item by item for leakage
+    has_answer = True
 
     def texts(self, record: dict) -> list[str]:
         """Texts in order: the prompt parts, then the answer last."""
@@ -57,8 +58,6 @@ class FlatView:
 
     def answer_parts(self, answer: str) -> list[str]:
         return answer.split(self.answer_sep) if self.answer_sep else [answer]
-
-    has_answer = True
 
 
 @dataclass(frozen=True)
