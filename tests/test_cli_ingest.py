@@ -119,6 +119,13 @@ def test_queue_add_refuses_a_rejected_file_and_queues_nothing(root, tmp_path):
     assert not (root / "queue" / "normal").exists() and source.read_bytes() == EMPTY_ANSWER
 
 
+def test_queue_add_refuses_a_file_of_the_inbox_and_a_file_that_is_not_jsonl(root, tmp_path):
+    result = run(root, "queue", "add", str(write(root / "inbox" / "x.jsonl", GOOD)))
+    assert result.exit_code == 1 and "next ingest takes it" in result.output
+    result = run(root, "queue", "add", str(write(tmp_path / "x.csv", GOOD)))
+    assert result.exit_code == 1 and "not a .jsonl file" in result.output
+
+
 def test_queue_list_and_status(root):
     write(root / "inbox" / "a.meta.yaml", b"priority: high\n")
     write(root / "inbox" / "a.jsonl", GOOD)

@@ -132,6 +132,7 @@ def test_the_compiled_predicate_agrees_with_jsonschema_on_generated_records(name
     ({"minProperties": 1}, {}), ({"contains": {"type": "string"}}, [1, "x"]), ({"contains": {"minimum": 5}}, []),
     ({"items": {"type": "string"}, "maxItems": 1}, ["a", "b"]), ({"required": ["a"]}, []),
     ({"properties": {"r": {"const": "u"}}, "type": "object"}, {"r": "u"}), (True, None), (False, None),
+    *[({"contains": {"properties": {"r": {"const": "u"}}}}, v) for v in ([1], [{"x": 1}], [{"r": "v"}], [{"r": 1}])],
 ])
 def test_compiled_keywords_match_jsonschema(schema, value):
     assert compile_schema(schema)(value) == Draft202012Validator(schema).is_valid(value)

@@ -245,7 +245,7 @@ def _odd_line(scan: Scan, number: int, raw: bytes, limit: int, readline) -> byte
         raw = raw[3:]
     if NUL in raw:
         scan.add(number, "", "nul_byte", f"NUL byte at byte {raw.index(NUL) + 1} of the line; "
-                                         f"the file is binary or corrupt")
+                                         f"the file is binary, corrupt or UTF-16")
         return None
     if raw.isspace() or not raw:
         scan.add(number, "", "blank_line", "blank line; every line must be one JSON object (remove blank lines)")

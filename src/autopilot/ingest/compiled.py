@@ -220,14 +220,14 @@ def _array(schema: dict) -> Predicate | None:
 
 
 def _contains(schema: Any) -> Predicate:
-    """Whether some item matches; `{properties: {role: {const: user}}}` is matched inline, without a call per item."""
-    enums = _leaf_enum(schema.get("properties", {}).get(next(iter(schema.get("properties", {})), ""), None)) \
-        if isinstance(schema, dict) and set(schema) - ANNOTATIONS == {"properties"} \
-        and len(schema["properties"]) == 1 else None
+    """Whether some item matches. `{properties: {role: {const: user}}}` is matched inline, without a call per item."""
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    inline = bool(props) and len(props) == 1 and set(schema) - ANNOTATIONS == {"properties"}
+    enums = _leaf_enum(next(iter(props.values()))) if inline else None
     if enums is None:
         match = compile_schema(schema)
         return lambda v: any(match(x) for x in v)
-    [key] = schema["properties"]
+    [key] = props
     missing = object()
 
     def check(v: list) -> bool:

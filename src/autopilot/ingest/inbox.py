@@ -121,7 +121,7 @@ def ingest_path(project: Project, path: Path, settings: Settings, now: float | N
     else:
         plan = Plan(problems=[NOT_JSONL])
     try:
-        return take(project, path, st, plan, settings, now, remove_source=True)
+        return take(project, path, st, plan, settings, now)
     except FileNotFoundError as e:  # removed by someone else meanwhile: nothing of ours to lose
         log.warning("%s disappeared while it was ingested (%s)", name, e)
         return None
@@ -202,8 +202,8 @@ def read_sidecar(plan: Plan, sidecar: Path) -> str | None:
 
 
 def take(project: Project, path: Path, st: os.stat_result, plan: Plan, settings: Settings,
-         now: float | None = None, remove_source: bool = True) -> Outcome:
-    """Check and copy one file, publish it as accepted or rejected, then (inbox only) remove the source."""
+         now: float | None = None) -> Outcome:
+    """Check and copy one inbox file, publish it as accepted or rejected, then remove it from the inbox."""
     copied = copy_and_check(project, path, st, plan, settings)
     if isinstance(copied, str):
         return Outcome(path.name, "waiting", detail=copied)
@@ -213,17 +213,15 @@ def take(project: Project, path: Path, st: os.stat_result, plan: Plan, settings:
     if not scan.accepted and plan.sidecar is not None and not plan.sidecar.is_symlink():
         extras[META_SUFFIX] = _stage_copy(project, plan.sidecar)
     ingest_id, ms = uuid.uuid4().hex, queue.now_ms(now)
-    if remove_source:
-        write_intent(project, id=ingest_id, ms=ms, source=path.name, sha256=digest, link=None,
-                     sidecar=plan.sidecar.name if plan.sidecar else None, sidecar_sha256=plan.sidecar_sha256)
+    write_intent(project, id=ingest_id, ms=ms, source=path.name, sha256=digest, link=None,
+                 sidecar=plan.sidecar.name if plan.sidecar else None, sidecar_sha256=plan.sidecar_sha256)
 
     def document(name: str) -> dict:
         return build_document(project, name, path.name, plan, scan, settings, digest, nbytes, ingest_id, now)
 
     suffix = REPORT_SUFFIX if scan.accepted else REASON_SUFFIX
     entry = queue.publish(project, folder, path.name, staged, document, suffix, extras, ms)
-    if remove_source:
-        _remove_source(project, path, plan)
+    _remove_source(project, path, plan)
     status = "accepted" if scan.accepted else "rejected"
     log.info("%s %s -> %s: %s", status, path.name, entry.relative_to(project.queue), scan.summary())
     return Outcome(path.name, status, entry, scan.summary())
@@ -427,13 +425,15 @@ def _same_file(path: Path, sha256: str | None, link: str | None) -> bool:
 # ---------------------------------------------------------------- queue add
 
 def add_file(project: Project, path: Path, settings: Settings, spec: str | None = None,
-             priority: str | None = None, now: float | None = None) -> tuple[Outcome, Scan | None]:
+             priority: str | None = None, now: float | None = None) -> tuple[Outcome, Scan]:
     """Check a file from anywhere and, if it passes, queue a copy (the file itself is left where it is)."""
-    path = Path(path)
+    path = Path(path).resolve()  # a link given on the command line is followed: the person chose it
     if not path.is_file():
         raise IngestError(f"{path}: not a file")
     if not path.name.endswith(DATA_SUFFIX):
         raise IngestError(f"{path}: {NOT_JSONL[1]}")
+    if path.parent == project.inbox.resolve():
+        raise IngestError(f"{path} is in inbox/ already: the next ingest takes it (`autopilot ingest`)")
     sidecar = sidecar_of(path)
     plan = make_plan(path, sidecar if sidecar.is_file() else None, settings, spec, priority)
     with queue.writer_lock(project):
