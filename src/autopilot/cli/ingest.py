@@ -31,7 +31,7 @@ def echo_scan(scan, as_json: bool, **extra) -> None:
     if as_json:
         click.echo(json.dumps({**extra, **scan.as_dict()}, ensure_ascii=False))
         return
-    click.echo(scan.summary())
+    click.echo(scan.headline())
     for finding in [*scan.errors, *scan.warnings][:SHOWN]:
         click.echo(f"  {finding}")
     if scan.n_errors + scan.n_warnings > SHOWN:

@@ -131,15 +131,17 @@ class Scan:
         if len(kept) < KEEP:
             kept.append(Finding(line, field, kind, severity, message))
 
-    def summary(self) -> str:
-        """One line for people: the verdict and the commonest problems."""
-        head = (f"{self.records} of {self.lines} lines passed {self.level.name.lower()} checks of {self.spec}"
-                if self.spec else "not checked")
+    def headline(self) -> str:
+        """The verdict and the commonest problems."""
         if self.accepted:
-            return f"accepted: {head}" + (f", {self.n_warnings} warning(s)" if self.n_warnings else "")
-        first = self.errors[0] if self.errors else None
+            return (f"accepted: {self.records} of {self.lines} lines passed {self.level.name.lower()} checks of "
+                    f"{self.spec}" + (f", {self.n_warnings} warning(s)" if self.n_warnings else ""))
         kinds = ", ".join(f"{k} {n}" for k, n in self.totals.most_common(4))
-        return f"rejected: {self.n_errors} error(s) ({kinds}); first: {first}"
+        return f"rejected: {self.n_errors} error(s) ({kinds})"
+
+    def summary(self) -> str:
+        """One line for people: the headline and, for a rejected file, its first error."""
+        return self.headline() if self.accepted else f"{self.headline()}; first: {self.errors[0]}"
 
     def as_dict(self) -> dict:
         return {
