@@ -5,16 +5,20 @@
     queue/processing/   claimed by a trainer (entry and report move together)
     queue/done/         trained on
     queue/failed/<name> + <name minus .jsonl>.reason.json   rejected, with the findings that rejected it
+    queue/failed/retried/   reasons of failed entries that `retry` sent back to the inbox
 
-Entry names start with the ingest time in milliseconds (13 digits) and a sequence number, so `sorted()` is
-first-in-first-out within a priority, like huey's FileStorage (`'%04x-%012x'`). A claim is one `os.rename`
-into processing/: two trainers never get the same file, and a crash leaves the file in one place only.
+Entry names start with the ingest time in milliseconds (13 digits) and a sequence number that keeps rising
+within a millisecond, so `sorted()` is first-in-first-out within a priority, like huey's FileStorage
+(`'%04x-%012x'`). A claim is one `os.rename` into processing/: two trainers never get the same file, and a
+crash leaves the file in one place only. Writers (ingest, add, retry) take one lock and never replace a file:
+an entry appears by `os.link`, which fails on a taken name.
 
 Usage:
     entry = queue.claim_next(project)   # queue/processing/<name>.jsonl, or None
     ...train on it...
     queue.finish(project, entry)        # -> queue/done/
     queue.requeue(project, entry)       # or back to its priority folder, under its name
+    queue.describe(project), queue.counts(project), queue.retry(project, name)
 """
 
 from __future__ import annotations
