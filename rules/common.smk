@@ -6,14 +6,24 @@ from snakemake.utils import validate
 validate(config, schema="../schemas/config.schema.yaml")
 
 from autopilot.paths import Project
-from autopilot.plan import plan_runs
+from autopilot.plan import ENV_VAR, Plan, plan_runs
 from autopilot.study import Study, check_config
 
 PROJECT = Project(Path.cwd())
 STUDY = Study(PROJECT, check_config(dict(config), "config (config/config.yaml + --config)"))
 STUDY.freeze()
-PLAN = plan_runs(STUDY, STUDY.config["iterations"])
+# The main process plans; a job process (a cluster job parses this file again, when more runs are finished)
+# takes the same plan from the environment the main process exported it to.
+if workflow.is_main_process:
+    PLAN = plan_runs(STUDY, STUDY.config["iterations"])
+    PLAN.export()
+else:
+    PLAN = Plan.from_env()
 RUNS = f"runs/{STUDY.name}"
+
+
+envvars:
+    ENV_VAR,  # executors that do not pass the whole environment to a job pass this (kubernetes)
 
 if PLAN.halted:
     logger.warning(f"autopilot: {PLAN.halted}")
@@ -23,18 +33,38 @@ wildcard_constraints:
     run=PLAN.constraint,
 
 
+def cap_gpus():
+    """On one machine, cap the `gpu` resource at its GPU count unless `--resources gpu=N` is given. Without
+    GPUs it stays uncapped, so the cores alone limit how many runs train at once; a cluster has its own count."""
+    if workflow.is_main_process and workflow.local_exec and "gpu" not in workflow.global_resources:
+        from autopilot import gpus
+
+        n = gpus.count()
+        if n:
+            workflow.register_resource("gpu", n)
+
+
+cap_gpus()
+
+
 def get_planned_entries(wildcards):
     """The journal entries of the runs this invocation adds."""
     return [f"{RUNS}/{run}/journal_entry.json" for run in PLAN.run_ids]
 
 
 def get_propose_inputs(wildcards):
-    """The previous run's verdict, only when that run is new in this invocation (finished runs are read from
-    disk by the command, never declared: that keeps them out of the DAG). The first new run waits for ingest."""
+    """The verdicts of every run of the previous generation, only when those runs are new in this invocation
+    (finished runs are read from disk by the command, never declared: that keeps them out of the DAG). The
+    first new generation waits for ingest."""
     previous = PLAN.previous(wildcards.run)
-    if previous is None:
+    if not previous:
         return {"ingest": "queue/.ingest.done"}
-    return {"previous": f"{RUNS}/{previous}/verdict.json"}
+    return {"previous": [f"{RUNS}/{run}/verdict.json" for run in previous]}
+
+
+def get_container_image():
+    """The trainer image of the study (container_image), used under `--sdm apptainer`; None: the host."""
+    return STUDY.config["container_image"]
 
 
 def report_halt():

@@ -1,4 +1,12 @@
 # One iteration: propose -> guard -> train -> judge -> journal. Each rule calls one `autopilot` command.
+# Only training goes to a cluster node (one GPU each); the short steps run where Snakemake runs.
+
+
+localrules:
+    propose_run,
+    guard_proposal,
+    judge_run,
+    record_run,
 
 
 rule propose_run:
@@ -39,6 +47,8 @@ rule train_model:
         study=STUDY.name,
     resources:
         gpu=1,
+    container:
+        get_container_image()
     shell:
         "autopilot train --study {params.study} --run {wildcards.run} > {log} 2>&1"
 

@@ -4,6 +4,8 @@
 ledger does not hold yet, in run order, so a process killed between judging and journaling loses nothing.
 Per run it writes, in this order: <run>/journal_entry.json, a labbook section, the history line (the
 commit point), then best.json (a convenience pointer for people; programs derive the best from the ledger).
+When a study makes several runs per generation, the labbook opens each generation with a heading that names
+the incumbent its runs were judged against; the runs of a generation are journaled in the order they finish.
 """
 
 from __future__ import annotations
@@ -45,12 +47,15 @@ def record(study: Study, run: RunPaths, entry: dict, history: list[dict]) -> Non
     fsio.atomic_write_json(run.entry, entry)
     if not study.paths.labbook.exists():
         fsio.append_text(study.paths.labbook, labbook_header(study))
-    fsio.append_text(study.paths.labbook, labbook_section(study, entry, run))
+    best = ledger.best_entry([*history, entry])  # a sibling of this generation may have improved by more
+    previous = history[-1] if history else None
+    fsio.append_text(study.paths.labbook, generation_heading(study, entry, previous)
+                     + labbook_section(study, entry, run, best))
     fsio.append_jsonl(study.paths.history, entry)
     if entry["verdict"] in ledger.PROMOTING_VERDICTS:
         fsio.atomic_write_json(study.paths.best, {
-            "run_id": entry["run_id"], "value": entry["value"], "seed_values": entry["seed_values"],
-            "metric": study.config["metric"], "verdict": entry["verdict"], "params": entry["params"],
+            "run_id": best["run_id"], "value": best["value"], "seed_values": best["seed_values"],
+            "metric": study.config["metric"], "verdict": best["verdict"], "params": best["params"],
             "updated_at": entry["finished_at"],
         })
 
@@ -94,9 +99,29 @@ def labbook_header(study: Study) -> str:
             f"Each section is one finished run; its files are in runs/{study.name}/<run>/.\n")
 
 
-def labbook_section(study: Study, e: dict, run: RunPaths) -> str:
+def generation_heading(study: Study, e: dict, previous: dict | None) -> str:
+    """A heading when this entry opens a generation, in a study that makes several runs per generation."""
+    if study.config["generation_size"] == 1:
+        return ""
+    generation = ledger.generation_of(e)
+    if previous is not None and ledger.generation_of(previous) == generation:
+        return ""
+    against = f": every run judged against run {e['compared_to']}" if e["compared_to"] else ""
+    return f"\n## Generation {generation}{against}\n"
+
+
+def promotion_note(e: dict, best: dict | None) -> str:
+    if e["verdict"] not in ledger.PROMOTING_VERDICTS:
+        return ""
+    if best is None or best["run_id"] == e["run_id"]:
+        return "; new best"
+    return f"; promoted, but run {best['run_id']} of the same generation beat the incumbent by more and stays best"
+
+
+def labbook_section(study: Study, e: dict, run: RunPaths, best: dict | None = None) -> str:
     name = study.metric_name
-    lines = [f"\n## Run {e['run_id']}: {e['verdict']}\n"]
+    level = "##" if study.config["generation_size"] == 1 else "###"  # under its generation's heading
+    lines = [f"\n{level} Run {e['run_id']}: {e['verdict']}\n"]
     lines.append(f"- policy: `{e['policy']}`; changes: {describe_overrides(e['overrides'])}")
     if e["fallback_from"]:
         lines.append(f"- fallback: the first proposal was not used ({e['fallback_from']})")
@@ -110,8 +135,7 @@ def labbook_section(study: Study, e: dict, run: RunPaths) -> str:
         lines.append(f"- against run {e['compared_to']}: delta {e['delta']:+.4f}, interval "
                      f"[{iv['low']:+.4f}, {iv['high']:+.4f}] by {iv['method']}")
     verdict = fsio.read_json(run.verdict)
-    lines.append(f"- verdict: **{e['verdict']}**: {verdict['reason']}"
-                 + ("; new best" if e["verdict"] in ledger.PROMOTING_VERDICTS else ""))
+    lines.append(f"- verdict: **{e['verdict']}**: {verdict['reason']}" + promotion_note(e, best))
     if e["error"]:
         tail = e["error"].strip().splitlines()[-1][:300]
         lines.append(f"- error: `{tail}`")

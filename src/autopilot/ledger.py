@@ -1,7 +1,10 @@
 """Reading a study's results: the history ledger, the best run, the seeds of a run.
 
 history.jsonl is the ledger: one line per finished run, written by the journal. The best run (incumbent)
-is derived from it, never kept as separate state: the last run whose verdict is `baseline` or `improved`.
+is derived from it, never kept as separate state. Runs are made in generations (several runs proposed together,
+trained side by side, each judged against the best run before its generation), so the incumbent is: among the
+promoted runs (`baseline` or `improved`) of the latest generation that has any, the one that beat the incumbent
+before that generation by the most. With one run per generation that is simply the last promoted run.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import numpy as np
 
 from autopilot import fsio
 from autopilot.judge import SeedResult
-from autopilot.paths import RunPaths, StudyPaths
+from autopilot.paths import RunPaths, StudyPaths, run_number
 
 PROMOTING_VERDICTS = ("baseline", "improved")
 
@@ -28,11 +31,32 @@ def read_history(study: StudyPaths) -> list[dict]:
     return list(fsio.iter_jsonl(study.history))
 
 
+def generation_of(entry: dict) -> int:
+    """A history entry's generation; a run journaled before generations existed is its own, numbered by its id."""
+    return entry["generation"] if entry.get("generation") is not None else run_number(entry["run_id"])
+
+
+def before_generation(history: list[dict], generation: int) -> list[dict]:
+    """The entries of earlier generations: what a run of `generation` is proposed, trained and judged with,
+    whatever its siblings have finished meanwhile."""
+    return [e for e in history if generation_of(e) < generation]
+
+
 def best_entry(history: list[dict]) -> dict | None:
-    for entry in reversed(history):
-        if entry["verdict"] in PROMOTING_VERDICTS:
-            return entry
-    return None
+    promoted = [e for e in history if e["verdict"] in PROMOTING_VERDICTS]
+    if not promoted:
+        return None
+    latest = max(generation_of(e) for e in promoted)
+    # every promoted run of one generation was compared with the same incumbent, so |delta| orders them
+    # (a run of a generation with no incumbent is a `baseline` without delta: the first by id wins)
+    return max((e for e in promoted if generation_of(e) == latest),
+               key=lambda e: (abs(e["delta"] or 0.0), -run_number(e["run_id"])))
+
+
+def run_generation(run: RunPaths) -> int:
+    """The generation a run's proposal.json records (a run proposed before generations existed: its number)."""
+    proposal = read_path(run.proposal) or {}
+    return proposal.get("generation") or run_number(run.id)
 
 
 def seed_summaries(run: RunPaths) -> list[tuple[int, dict]]:

@@ -1,37 +1,111 @@
-"""Which runs an invocation of the workflow adds: the Snakefile asks this at parse time.
+"""Which runs an invocation of the workflow adds, in which generations: the Snakefile asks this at parse time.
 
 The DAG starts at the newest finished run on disk: finished runs (with verdict.json) are never part of
-it, so its depth is `iterations`, not the length of the history, and nothing edited later can make
-Snakemake re-execute a finished run. Unfinished run folders (a crash, a kill) come first and resume.
+it, so its depth is the number of generations planned, not the length of the history, and nothing edited
+later can make Snakemake re-execute a finished run. Unfinished run folders (a crash, a kill) come first and
+resume; one whose proposal.json records its generation keeps it, so that it is proposed again from the same
+history.
+
+A generation is `generation_size` runs proposed together and trained side by side; every run of a generation
+is proposed after all runs of the previous one are judged. The first generation of a study holds the baseline
+alone (every other run is judged against it), and the last one of an invocation may be smaller when
+`iterations` (a count of runs) is not a multiple of the size.
+
+The main Snakemake process makes the plan and exports it in AUTOPILOT_PLAN; job processes (a cluster job
+parses the Snakefile again, later, when more runs are finished) and the propose command read it from there.
+
+Usage:
+    plan = plan_runs(study, 8)
+    plan.groups        # [["00001"], ["00002", "00003", "00004", "00005"], ...]
+    plan.slot("00003") # Slot(generation=2, index=1)
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from dataclasses import dataclass
 
 from autopilot import guard, ledger
+from autopilot.errors import AutopilotError
 from autopilot.paths import format_run_id, run_number
 from autopilot.study import Study
 
 log = logging.getLogger(__name__)
 
 NO_RUN_REGEX = "(?!x)x"  # a wildcard constraint that matches nothing
+ENV_VAR = "AUTOPILOT_PLAN"
+
+
+@dataclass(frozen=True)
+class Slot:
+    generation: int
+    index: int  # position of the run in its generation: which of the generation's proposals it takes
 
 
 @dataclass(frozen=True)
 class Plan:
-    run_ids: list[str]
+    study: str
+    groups: list[list[str]]  # the planned runs by generation, in the order they run
+    slots: dict[str, Slot]
     halted: str | None  # why no (more) runs were planned, if a budget or the kill switch says so
 
-    def previous(self, run_id: str) -> str | None:
-        """The planned run before `run_id`, or None for the first of this invocation."""
-        i = self.run_ids.index(run_id)
-        return self.run_ids[i - 1] if i else None
+    @property
+    def run_ids(self) -> list[str]:
+        return [run_id for group in self.groups for run_id in group]
+
+    def slot(self, run_id: str) -> Slot:
+        return self.slots[run_id]
+
+    def previous(self, run_id: str) -> list[str]:
+        """The runs of the planned generation before `run_id`'s: empty for the first of this invocation."""
+        i = next(i for i, group in enumerate(self.groups) if run_id in group)
+        return self.groups[i - 1] if i else []
 
     @property
     def constraint(self) -> str:
         return "|".join(self.run_ids) or NO_RUN_REGEX
+
+    def to_json(self) -> str:
+        return json.dumps({"study": self.study, "groups": self.groups, "halted": self.halted,
+                           "slots": {r: [s.generation, s.index] for r, s in self.slots.items()}})
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        d = json.loads(text)
+        return cls(d["study"], d["groups"], {r: Slot(*s) for r, s in d["slots"].items()}, d["halted"])
+
+    def export(self) -> None:
+        """Hand the plan to the jobs of this invocation (they inherit the environment, or are given it)."""
+        os.environ[ENV_VAR] = self.to_json()
+
+    @classmethod
+    def from_env(cls) -> Plan:
+        text = os.environ.get(ENV_VAR)
+        if text is None:
+            raise AutopilotError(f"{ENV_VAR} is not set in this job's environment: the executor must pass it on "
+                              f"(Snakemake does so for variables named by `envvars:`)")
+        return cls.from_json(text)
+
+
+def recorded_slot(study: Study, run_id: str) -> Slot | None:
+    """The generation an unfinished run's proposal.json records, if it got that far."""
+    proposal = ledger.read_path(study.paths.run(run_id).proposal) or {}
+    if proposal.get("generation") is None:
+        return None
+    return Slot(proposal["generation"], proposal.get("generation_index", 0))
+
+
+def chunk(run_ids: list[str], first_size: int, size: int) -> list[list[str]]:
+    """Consecutive generations: the first of `first_size` runs, the others of `size` (the last may be short)."""
+    groups: list[list[str]] = []
+    i = 0
+    while i < len(run_ids):
+        step = size if groups else first_size
+        groups.append(run_ids[i:i + step])
+        i += step
+    return groups
 
 
 def plan_runs(study: Study, iterations: int) -> Plan:
@@ -41,13 +115,37 @@ def plan_runs(study: Study, iterations: int) -> Plan:
     history = ledger.read_history(study.paths)
     halted = guard.halt_reason(study, history)
     if halted or iterations <= 0:
-        return Plan([], halted)
+        return Plan(study.name, [], {}, halted)
     room = study.config["budget"]["max_runs"] - len(finished)
     n = min(iterations, room)
-    planned = unfinished[:n]
+    resumed = unfinished[:n]
     next_number = run_number(ids[-1]) + 1 if ids else 1
-    while len(planned) < n:
-        planned.append(format_run_id(next_number))
-        next_number += 1
+    new = [format_run_id(next_number + i) for i in range(n - len(resumed))]
+
+    slots = {r: s for r in resumed if (s := recorded_slot(study, r)) is not None}
+    recorded = sorted({s.generation for s in slots.values()})
+    groups = [[r for r in resumed if r in slots and slots[r].generation == g] for g in recorded]
+    fresh = [r for r in resumed if r not in slots] + new
+    size = study.config["generation_size"]
+    first_size = 1 if ledger.best_entry(history) is None and not slots else size  # the baseline trains alone
+    last = max([ledger.generation_of(e) for e in history] + [s.generation for s in slots.values()], default=0)
+    for g, group in enumerate(chunk(fresh, first_size, size), start=last + 1):
+        groups.append(group)
+        slots.update({r: Slot(g, i) for i, r in enumerate(group)})
     short = None if n == iterations else f"run budget: only {n} of {iterations} runs fit in budget.max_runs"
-    return Plan(planned, short)
+    return Plan(study.name, groups, slots, short)
+
+
+def slot_for(study: Study, run_id: str) -> Slot:
+    """A run's generation: from the invocation's plan, else as its proposal recorded it, else a generation of
+    its own after the history (a run proposed by hand, outside the workflow)."""
+    text = os.environ.get(ENV_VAR)
+    if text:
+        plan = Plan.from_json(text)
+        if plan.study == study.name and run_id in plan.slots:
+            return plan.slot(run_id)
+    recorded = recorded_slot(study, run_id)
+    if recorded is not None:
+        return recorded
+    history = ledger.read_history(study.paths)
+    return Slot(max((ledger.generation_of(e) for e in history), default=0) + 1, 0)

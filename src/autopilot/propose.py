@@ -5,6 +5,11 @@ runs/<study>/next_config.json written by a person is taken next (`manual`); othe
 `policy`. If that policy fails or its proposal breaks a guard rule, the fallback policy proposes instead
 and proposal.json records `fallback_from` with the reason; the rejected proposal is kept beside it.
 
+A run belongs to a generation (`autopilot.plan`): it is proposed from the history of earlier generations
+only, so that every run of a generation sees the same history whatever its siblings have finished, and takes
+its own point of the generation's (see `policies.optimizer`). A generation with no successful run before it
+trains the baseline in each of its runs; next_config.json is taken by the generation's first run alone.
+
 Usage:
     proposal = propose_run(study, "00007")     # writes runs/<study>/00007/proposal.json
 """
@@ -13,7 +18,7 @@ from __future__ import annotations
 
 import logging
 
-from autopilot import fsio, guard, journal, ledger, schemas
+from autopilot import fsio, guard, journal, ledger, plan, schemas
 from autopilot.errors import ProposalError
 from autopilot.policies import Context
 from autopilot.study import Study
@@ -70,7 +75,7 @@ def attempt(ctx: Context, policy: str) -> tuple[dict | None, list[dict]]:
 def first_policy(ctx: Context) -> str:
     if ctx.best is None:
         return "baseline"
-    if ctx.study.paths.next_config.exists():
+    if ctx.index == 0 and ctx.study.paths.next_config.exists():
         return "manual"
     return ctx.study.config["policy"]
 
@@ -79,7 +84,10 @@ def propose_run(study: Study, run_id: str) -> dict:
     run = study.paths.run(run_id)
     history = journal.sync(study)
     guard.ensure_may_run(study, history)
-    ctx = Context(study, run_id, history, ledger.best_entry(history))
+    slot = plan.slot_for(study, run_id)
+    earlier = ledger.before_generation(history, slot.generation)
+    ctx = Context(study, run_id, earlier, ledger.best_entry(earlier), slot.index)
+    log.info("run %s: generation %d, place %d; %d earlier run(s)", run_id, slot.generation, slot.index, len(earlier))
     policy = first_policy(ctx)
     proposal, violations = attempt(ctx, policy)
     if violations:
@@ -94,6 +102,7 @@ def propose_run(study: Study, run_id: str) -> dict:
             raise ProposalError(f"run {run_id}: {policy} was rejected ({reason}) and the fallback {fallback} too: "
                                 + "; ".join(v["message"] for v in second))
         proposal["fallback_from"] = {"policy": policy, "reason": reason[:4000], "violations": violations}
+    proposal.update(generation=slot.generation, generation_index=slot.index)
     schemas.validate(proposal, "proposal")
     fsio.atomic_write_json(run.proposal, proposal)
     if policy == "manual":

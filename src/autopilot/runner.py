@@ -4,6 +4,7 @@ Seed 0 trains in the run folder. Then:
   * the study's first successful run (the baseline) trains `judge.noise_seeds` more seeds: the noise floor;
   * a candidate whose first seed beats the incumbent's mean trains `judge.confirm_seeds` more
     (`max_confirm_seeds` when it changes a noise-altering key); any other candidate stops at one seed.
+The incumbent is the best run before the run's generation, as in the judge, whatever its siblings did.
 Extra seed k lives in <run>/seeds/seed-k/ with the same files as the run folder. A seed that already has a
 final summary is not trained again, so a re-invoked run picks up where it was killed.
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import copy
 import logging
 
-from autopilot import fsio, judge, ledger, supervisor
+from autopilot import fsio, gpus, judge, ledger, supervisor
 from autopilot.paths import RunPaths
 from autopilot.study import Study
 
@@ -63,9 +64,15 @@ def planned_extra_seeds(study: Study, config: dict, first: dict, history: list[d
 
 
 def train_run(study: Study, run_id: str) -> list[dict]:
+    """Train the run's seeds on a GPU of its own (where the machine has several; see `autopilot.gpus`)."""
+    with gpus.claim():
+        return train_seeds(study, run_id)
+
+
+def train_seeds(study: Study, run_id: str) -> list[dict]:
     run = study.paths.run(run_id)
     config = fsio.read_json(run.config)
-    history = ledger.read_history(study.paths)
+    history = ledger.before_generation(ledger.read_history(study.paths), ledger.run_generation(run))
     first = train_seed(study, run, config, 0)
     summaries = [first]
     for k in range(1, planned_extra_seeds(study, config, first, history) + 1):

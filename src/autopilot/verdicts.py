@@ -1,7 +1,8 @@
 """Judge a trained run against the best run before it, and write verdict.json.
 
 The statistics live in `autopilot.judge`; this module gathers the seeds from disk and records the result.
-The incumbent comes from the ledger (history.jsonl), which `journal.sync` brings up to date first.
+The incumbent comes from the ledger (history.jsonl), which `journal.sync` brings up to date first: the best
+run before the run's generation, so the runs of a generation are judged alike, in whatever order they finish.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ NOT_JUDGED = {  # trainer status -> verdict and reason: these runs are not compa
 
 def judge_run(study: Study, run_id: str) -> dict:
     run = study.paths.run(run_id)
-    history = journal.sync(study)
+    history = ledger.before_generation(journal.sync(study), ledger.run_generation(run))
     first = fsio.read_json(run.summary)
     cand = ledger.seed_results(run)
     best = ledger.best_entry(history)

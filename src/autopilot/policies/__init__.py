@@ -17,8 +17,9 @@ from autopilot.study import Study
 class Context:
     study: Study
     run_id: str
-    history: list[dict]
+    history: list[dict]  # the runs of earlier generations only: the same for every run of a generation
     best: dict | None
+    index: int = 0  # the run's place in its generation: the policy proposes the generation's index-th point
 
     def describe_best(self) -> str:
         if self.best is None:

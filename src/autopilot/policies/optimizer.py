@@ -3,6 +3,11 @@
 No state is kept between proposals: every call makes a fresh in-memory Optuna study, replays
 history.jsonl into it as finished trials and asks for one point. The runs folder is the only state, so
 deleting a run folder or editing the ledger is all it takes to change what TPE knows.
+
+The runs of a generation are proposed together without talking to each other: each one replays the same
+history (earlier generations only) with the same sampler seed (that of the generation's first run), asks for
+the generation's points one after another, the earlier ones left pending (TPE's constant liar scores a
+pending point as a bad one, so the next lands elsewhere), and takes the point at its own index.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import logging
 
 from autopilot import guard, ledger
 from autopilot.errors import ProposalError
+from autopilot.paths import format_run_id, run_number
 from autopilot.policies import Context, changed_from_baseline, describe_overrides
 
 log = logging.getLogger(__name__)
@@ -53,20 +59,24 @@ def replay(history: list[dict], search_space: dict, max_history: int, best: dict
 
 
 def ask(ctx: Context, sampler_name: str) -> dict:
-    """One point of the search space from a fresh Optuna study replaying the ledger."""
+    """The run's point of the search space from a fresh Optuna study replaying the ledger: the generation's
+    points are asked in order, the earlier ones left pending, and the one at the run's index is returned."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cfg = ctx.study.config
-    seed = ledger.derive_seed(cfg["seed"], ctx.run_id, 1_000_003)  # not the training seed
+    first_run = format_run_id(run_number(ctx.run_id) - ctx.index)  # the same seed for the whole generation
+    seed = ledger.derive_seed(cfg["seed"], first_run, 1_000_003)  # not the training seed
     if sampler_name == "tpe":
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg["tpe"]["n_startup_trials"])
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg["tpe"]["n_startup_trials"],
+                                             constant_liar=True)
     else:
         sampler = optuna.samplers.RandomSampler(seed=seed)
     study = optuna.create_study(direction="maximize" if ctx.study.maximize else "minimize", sampler=sampler)
     study.add_trials(replay(ctx.history, ctx.study.search_space, cfg["tpe"]["max_history"], ctx.best))
     try:
-        trial = study.ask(distributions(ctx.study.search_space))
+        for _ in range(ctx.index + 1):
+            trial = study.ask(distributions(ctx.study.search_space))  # left RUNNING: the liar sees it
     except Exception as e:  # Optuna's own errors: report, and let the fallback decide
         raise ProposalError(f"{sampler_name}: Optuna could not propose a point: {e}") from e
     return dict(trial.params), sum(t.state.name == "COMPLETE" for t in study.trials)
@@ -77,6 +87,8 @@ def propose_tpe(ctx: Context) -> dict:
     overrides = changed_from_baseline(point, ctx.study.config["baseline"])
     n_startup = ctx.study.config["tpe"]["n_startup_trials"]
     mode = "random start-up point" if n_done < n_startup else "TPE's most promising point by expected improvement"
+    if ctx.index:
+        mode += f" given the {ctx.index} point(s) proposed before it in this generation (constant liar)"
     return {
         "overrides": overrides,
         "rationale": (f"TPE (Optuna TPESampler) replayed {n_done} finished run(s) from history.jsonl; this is its "
