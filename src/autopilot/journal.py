@@ -88,6 +88,7 @@ def build_entry(study: Study, run: RunPaths) -> dict:
         "fallback_from": None if not fallback else f"{fallback['policy']}: {fallback['reason']}"[:ERROR_CHARS],
         "rationale": proposal.get("rationale", "")[:ERROR_CHARS],
         "finished_at": verdict["judged_at"],
+        "attempts": max((s.get("attempts", 1) for s in summaries), default=1),
     }
 
 
@@ -139,9 +140,21 @@ def labbook_section(study: Study, e: dict, run: RunPaths, best: dict | None = No
     if e["error"]:
         tail = e["error"].strip().splitlines()[-1][:300]
         lines.append(f"- error: `{tail}`")
+    if e.get("attempts", 1) > 1:
+        lines.append(f"- attempts: {e['attempts']} (the system killed the trainer and it was started again; "
+                     "see train.log)")
     lines.append(f"- status `{e['status']}`; training {e['train_seconds']:.1f} s, wall {e['wall_seconds']:.1f} s; "
                  f"finished {e['finished_at']}")
     return "\n".join(lines) + "\n"
+
+
+def note(study: Study, title: str, text: str) -> None:
+    """Append a section about the study rather than a run (it paused itself, ...) to labbook.md."""
+    study.paths.dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(study.paths.dir / ".journal.lock")):
+        if not study.paths.labbook.exists():
+            fsio.append_text(study.paths.labbook, labbook_header(study))
+        fsio.append_text(study.paths.labbook, f"\n## {title}\n\n{text}\n")
 
 
 def journal_run(study: Study, run_id: str) -> dict:

@@ -47,7 +47,7 @@ def train_seed(study: Study, run: RunPaths, config: dict, k: int) -> dict:
         fsio.atomic_write_json(seed_run.config, config)
     argv = supervisor.trainer_argv(config, study.config, seed_run, study.project.root)
     log.info("run %s seed %d: %s", run.id, k, " ".join(argv))
-    return supervisor.run_trainer(argv, seed_run, config, study.project.root)
+    return supervisor.run_trainer(argv, seed_run, config, study.project.root, study.config["budget"]["max_retries"])
 
 
 def planned_extra_seeds(study: Study, config: dict, first: dict, history: list[dict]) -> int:
@@ -80,4 +80,6 @@ def train_seeds(study: Study, run_id: str) -> list[dict]:
             log.info("run %s: stop requested, no more seeds", run_id)
             break
         summaries.append(train_seed(study, run, config, k))
+        if summaries[-1]["status"] == "skipped":  # control/skip ends the whole run, not one seed
+            break
     return summaries

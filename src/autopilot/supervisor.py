@@ -4,19 +4,29 @@ The trainer (a built-in task or the study's own command) is started in a new ses
 `max_seconds` plus a grace period, the whole process group (data loader workers, shells, children) can
 be killed at once. Whatever happens, the run folder ends with a valid trainer_summary.json: the
 trainer's own, or one written here that says `timeout` or `failed` with the tail of train.log.
+
+A trainer killed by the system (a signal such as the OOM killer's SIGKILL, or a trainer that reports `oom`) is
+started again, up to `max_retries` times, and resumes from its checkpoint; a failure of the trainer's own code
+(a traceback, a non-zero exit, a `failed` summary) is never retried, and neither is a timeout. The summary
+records `attempts`. If `autopilot train` itself is told to stop (SIGTERM, SIGINT, SIGHUP), the trainer's
+process group is killed and no summary is written, so the run resumes on the next invocation.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from autopilot import fsio, manifest, schemas
+from autopilot.errors import TrainerError
 from autopilot.paths import RunPaths
 from autopilot.warmpool import UNKNOWN_EXIT
 
@@ -24,6 +34,13 @@ log = logging.getLogger(__name__)
 
 TERM_WAIT_SECONDS = 5.0  # between SIGTERM and SIGKILL of the process group
 LOG_TAIL_CHARS = 2000
+WAIT_SLICE_SECONDS = 0.2  # how often the wait for the trainer looks at the stop flag
+RETRY_WAIT_SECONDS = 1.0  # between a killed attempt and the next (lets the memory that was freed settle)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class Interrupted(TrainerError):
+    """`autopilot train` was told to stop: the trainer's process group was killed; the run resumes later."""
 
 
 def grace_seconds(max_seconds: float) -> float:
@@ -48,8 +65,25 @@ def trainer_argv(config: dict, study_config: dict, run: RunPaths, root: Path) ->
     return [sys.executable, "-m", f"autopilot.tasks.{config['task']}", config_path, run_dir]
 
 
-def run_trainer(argv: list[str], run: RunPaths, config: dict, root: Path) -> dict:
-    """Run the trainer to completion or to its time limit; return the (validated) summary."""
+def run_trainer(argv: list[str], run: RunPaths, config: dict, root: Path, max_retries: int = 0) -> dict:
+    """Run the trainer to completion or to its time limit, retrying kills by the system; return the summary."""
+    attempt = 1
+    summary, killed_by = _attempt(argv, run, config, root)
+    while killed_by and attempt <= max_retries:
+        log.warning("%s: attempt %d %s; starting it again", run.dir, attempt, killed_by)
+        with run.train_log.open("ab") as out:
+            out.write(f"\n=== autopilot: attempt {attempt} {killed_by}: retrying ===\n".encode())
+        time.sleep(RETRY_WAIT_SECONDS)
+        attempt += 1
+        summary, killed_by = _attempt(argv, run, config, root)
+    summary = {**summary, "attempts": attempt}
+    schemas.validate(summary, "trainer_summary")
+    fsio.atomic_write_json(run.summary, summary)
+    return summary
+
+
+def _attempt(argv: list[str], run: RunPaths, config: dict, root: Path) -> tuple[dict, str | None]:
+    """One start of the trainer: its summary, and why the system killed it (None: ran, failed or timed out)."""
     max_seconds = float(config["max_seconds"])
     limit = max_seconds + grace_seconds(max_seconds)
     run.dir.mkdir(parents=True, exist_ok=True)
@@ -61,7 +95,8 @@ def run_trainer(argv: list[str], run: RunPaths, config: dict, root: Path) -> dic
         try:
             proc = start(argv, root, out, run.train_log)
         except OSError as e:
-            return write_fallback_summary(run, config, root, "failed", f"could not start trainer {argv[0]!r}: {e}", 0.0)
+            reason = f"could not start trainer {argv[0]!r}: {e}"
+            return write_fallback_summary(run, config, root, "failed", reason, 0.0), None
         timed_out = _wait(proc, limit)
     wall = time.monotonic() - started
     if timed_out:
@@ -70,8 +105,40 @@ def run_trainer(argv: list[str], run: RunPaths, config: dict, root: Path) -> dic
             f"trainer exceeded max_seconds={max_seconds:g} (+{grace_seconds(max_seconds):g}s grace); "
             f"its process group was killed after {wall:.1f}s",
             wall,
-        )
-    return _collect(proc.returncode, run, config, root, wall)
+        ), None
+    killed_by = system_kill(proc.returncode, run)
+    return _collect(proc.returncode, run, config, root, wall), killed_by
+
+
+def system_kill(returncode: int, run: RunPaths) -> str | None:
+    """How the system ended the trainer (a signal, out of memory, its pool killed), or None for its own end.
+
+    A trainer that wrote a summary ended by itself, unless that summary says `oom`. A negative return code
+    is the signal that killed it; 137 is SIGKILL seen through a shell (the OOM killer's signature).
+    """
+    if run.summary.exists():
+        return "ran out of memory" if _summary_status(run) == "oom" else None
+    if returncode < 0:
+        return f"was killed by signal {signal_name(-returncode)}"
+    if returncode == 128 + signal.SIGKILL:
+        return "was killed (exit status 137: SIGKILL, as the OOM killer sends)"
+    if returncode == UNKNOWN_EXIT:
+        return "was lost with its warm pool"
+    return None
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _summary_status(run: RunPaths) -> str | None:
+    try:
+        return fsio.read_json(run.summary).get("status")
+    except Exception:  # an unreadable summary is judged by _collect
+        return None
 
 
 def start(argv: list[str], root: Path, out, log_path: Path):
@@ -88,13 +155,48 @@ def start(argv: list[str], root: Path, out, log_path: Path):
 
 
 def _wait(proc, limit: float) -> bool:
-    """Wait for the trainer; past `limit` kill its process group. True if it was killed."""
-    try:
-        proc.wait(timeout=limit)
-        return False
-    except subprocess.TimeoutExpired:
-        pass
+    """Wait for the trainer; past `limit` kill its process group. True if it was killed.
+
+    A stop signal to this process (the daemon's SIGTERM, Ctrl-C) kills the trainer's group too and raises
+    Interrupted: a trainer in its own session would otherwise go on training with nobody waiting for it.
+    """
+    deadline = time.monotonic() + limit
+    with _stop_flag() as stop:
+        while True:
+            try:
+                proc.wait(timeout=max(0.0, min(WAIT_SLICE_SECONDS, deadline - time.monotonic())))
+                return False
+            except subprocess.TimeoutExpired:
+                pass
+            if stop:
+                _kill_group(proc)
+                raise Interrupted(f"stopped by {signal_name(stop[0])}: the trainer's process group was "
+                                  "killed; the run resumes from its last checkpoint on the next invocation")
+            if time.monotonic() >= deadline:
+                break
     log.warning("trainer pid %d exceeded %.0fs: terminating its process group", proc.pid, limit)
+    _kill_group(proc)
+    return True
+
+
+@contextlib.contextmanager
+def _stop_flag() -> Iterator[list[int]]:
+    """While waiting, SIGTERM, SIGINT and SIGHUP only append their number to the list yielded (flag only)."""
+    received: list[int] = []
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in STOP_SIGNALS:
+            previous[sig] = signal.signal(sig, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:  # None: set outside Python, cannot be restored from here
+                signal.signal(sig, handler)
+
+
+def _kill_group(proc) -> None:
+    """SIGTERM the trainer's process group, SIGKILL it after TERM_WAIT_SECONDS, and reap the leader."""
     _signal_group(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=TERM_WAIT_SECONDS)
@@ -102,7 +204,6 @@ def _wait(proc, limit: float) -> bool:
         _signal_group(proc.pid, signal.SIGKILL)
         proc.wait()
     _signal_group(proc.pid, signal.SIGKILL)  # children that outlived the leader
-    return True
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -1,0 +1,148 @@
+"""The supervisor: hung trainers killed with their group, system kills retried, the user's failures not retried."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from autopilot import fsio, schemas, supervisor
+from autopilot.paths import RunPaths
+
+TRAINER = textwrap.dedent("""
+    import os, signal, subprocess, sys, time
+    from pathlib import Path
+    from autopilot.contract import TrainerRun
+
+    mode = sys.argv[3]
+    starts_file = Path(sys.argv[2]) / "starts"
+    starts = int(starts_file.read_text()) + 1 if starts_file.exists() else 1
+    starts_file.write_text(str(starts))
+    if mode == "kill-always" or (mode == "kill-once" and starts == 1):
+        os.kill(os.getpid(), signal.SIGKILL)         # what the OOM killer does
+    if mode == "traceback":
+        raise RuntimeError("a bug in the user's code")
+    if mode == "hang":                               # ignores SIGTERM, and so does its child
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        child = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+                                  "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)"])
+        Path(sys.argv[2], "child.pid").write_text(str(child.pid))
+        time.sleep(300)
+    with TrainerRun.from_argv(sys.argv[1:3]) as run:
+        if mode == "oom-once" and starts == 1:
+            run.finish(None, status="oom", error="CUDA out of memory")
+            sys.exit(1)
+        if mode == "fail":
+            run.finish(None, status="failed", error="the loss went the wrong way")
+            sys.exit(1)
+        run.begin_training(total_steps=int(os.environ.get("STEPS", "3")))
+        for step in range(1, run.total_steps + 1):
+            time.sleep(float(os.environ.get("STEP_SECONDS", "0")))
+            run.step(step, loss=1.0 / step)
+            if run.should_end:
+                break
+        run.end_training()
+        run.finish(metric_value=0.5, per_example=[1.0, 0.0])
+""")
+
+
+@pytest.fixture(autouse=True)
+def no_retry_wait(monkeypatch):
+    monkeypatch.setattr(supervisor, "RETRY_WAIT_SECONDS", 0.0)
+
+
+def setup_run(root: Path, max_seconds: float = 60) -> tuple[RunPaths, dict]:
+    (root / "trainer.py").write_text(TRAINER)
+    run = RunPaths(root / "runs" / "s" / "00001")
+    run.dir.mkdir(parents=True)
+    config = {"run_id": "00001", "study": "s", "task": "command", "seed": 7, "seed_index": 0, "hparams": {},
+              "overrides": {}, "metric": {"name": "acc", "goal": "maximize"}, "max_seconds": max_seconds,
+              "data": {}, "init_model": None,
+              "paths": {"run_dir": "runs/s/00001", "control_dir": "control", "status_file": "status/status.json"}}
+    fsio.atomic_write_json(run.config, config)
+    return run, config
+
+
+def argv(mode: str) -> list[str]:
+    return [sys.executable, "trainer.py", "runs/s/00001/config.json", "runs/s/00001", mode]
+
+
+def starts(run: RunPaths) -> int:
+    return int((run.dir / "starts").read_text())
+
+
+def test_a_trainer_killed_by_the_system_is_retried_and_the_attempts_recorded(tmp_path):
+    run, config = setup_run(tmp_path)
+    summary = supervisor.run_trainer(argv("kill-once"), run, config, tmp_path, max_retries=2)
+    assert summary["status"] == "completed" and summary["attempts"] == 2 and starts(run) == 2
+    assert fsio.read_json(run.summary) == summary
+    schemas.validate(summary, "trainer_summary")
+    assert "attempt 1 was killed by signal SIGKILL: retrying" in run.train_log.read_text()
+
+
+def test_retries_stop_after_max_retries(tmp_path):
+    run, config = setup_run(tmp_path)
+    summary = supervisor.run_trainer(argv("kill-always"), run, config, tmp_path, max_retries=2)
+    assert summary["status"] == "failed" and summary["attempts"] == 3 and starts(run) == 3
+    assert "status -9" in summary["error"]
+
+
+def test_a_trainer_that_reports_out_of_memory_is_retried(tmp_path):
+    run, config = setup_run(tmp_path)
+    summary = supervisor.run_trainer(argv("oom-once"), run, config, tmp_path, max_retries=1)
+    assert summary["status"] == "completed" and summary["attempts"] == 2
+
+
+@pytest.mark.parametrize("mode", ["traceback", "fail"])
+def test_failures_of_the_users_code_are_not_retried(tmp_path, mode):
+    run, config = setup_run(tmp_path)
+    summary = supervisor.run_trainer(argv(mode), run, config, tmp_path, max_retries=3)
+    assert summary["status"] == "failed" and summary["attempts"] == 1 and starts(run) == 1
+    expected = "a bug in the user's code" if mode == "traceback" else "the loss went the wrong way"
+    assert expected in summary["error"]
+
+
+def test_a_hung_trainer_ignoring_sigterm_is_killed_with_its_group_marked_timeout_and_not_retried(tmp_path,
+                                                                                                monkeypatch):
+    monkeypatch.setattr(supervisor, "grace_seconds", lambda max_seconds: 1.0)
+    monkeypatch.setattr(supervisor, "TERM_WAIT_SECONDS", 1.0)
+    run, config = setup_run(tmp_path, max_seconds=0.5)
+    t0 = time.monotonic()
+    summary = supervisor.run_trainer(argv("hang"), run, config, tmp_path, max_retries=2)
+    took = time.monotonic() - t0
+    limit = 0.5 + supervisor.grace_seconds(0.5)
+    assert summary["status"] == "timeout" and summary["attempts"] == 1 and starts(run) == 1
+    assert "process group was killed" in summary["error"]
+    assert limit + supervisor.TERM_WAIT_SECONDS <= took < limit + 5  # SIGTERM ignored: SIGKILL after the wait
+    child = int((run.dir / "child.pid").read_text())
+    time.sleep(0.2)
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+
+
+def test_sigterm_to_the_supervisor_kills_the_trainer_and_writes_no_summary(tmp_path):
+    """`autopilot train` told to stop (the daemon's SIGTERM) takes its trainer down; the run resumes later."""
+    run, config = setup_run(tmp_path)
+    code = ("import sys; from pathlib import Path; from autopilot import fsio, supervisor; "
+            "from autopilot.paths import RunPaths; run = RunPaths(Path('runs/s/00001')); "
+            f"supervisor.run_trainer({argv('slow')!r}, run, fsio.read_json(run.config), Path.cwd())")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "STEPS": "1000", "STEP_SECONDS": "0.05"})
+    status = tmp_path / "status" / "status.json"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (status.exists() and fsio.read_json(status)["step"] >= 2):
+        time.sleep(0.05)
+    trainer_pid = int(subprocess.run(["pgrep", "-f", "trainer.py runs/s/00001/config.json"], capture_output=True,
+                                     text=True).stdout.split()[0])
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0 and "Interrupted: stopped by SIGTERM" in err
+    time.sleep(0.2)
+    with pytest.raises(ProcessLookupError):
+        os.kill(trainer_pid, 0)
+    assert not run.summary.exists()
