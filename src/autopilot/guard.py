@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-from autopilot import fsio, ledger, schemas
+from autopilot import control, fsio, ledger, lm_data, schemas
 from autopilot.errors import GuardRejected, LoopHalted
 from autopilot.study import Study
 
@@ -118,10 +118,17 @@ def budget_state(study: Study, history: list[dict]) -> dict:
 
 
 def halt_reason(study: Study, history: list[dict]) -> str | None:
-    """Why no further run may start (kill switch or budget), or None."""
+    """Why no further run may start (kill switch, stop after run, pause, the study's own pause, budget), or None."""
     stop = study.project.control_file("stop")
     if stop.exists():
         return f"stop requested ({stop} exists); remove it or run `autopilot resume` to continue"
+    for signal, what in (("stop-after-run", "stop after the current run requested"), ("pause", "paused")):
+        path = study.project.control_file(signal)
+        if path.exists():
+            return f"{what} ({path} exists); remove it or run `autopilot resume` to continue"
+    paused = control.study_pause_reason(study.paths)
+    if paused:
+        return f"study paused: {paused}; `autopilot resume` continues"
     state = budget_state(study, history)
     if state["runs_used"] >= state["max_runs"]:
         return f"run budget spent: {state['runs_used']} of budget.max_runs={state['max_runs']} runs done"
@@ -139,7 +146,12 @@ def ensure_may_run(study: Study, history: list[dict]) -> None:
 
 def resolve_data(study: Study, run_id: str) -> dict:
     """The `data` block a run's trainer receives."""
-    return dict(study.config.get("data", {}))
+    data = dict(study.config.get("data", {}))
+    if data.get("source") == "queue":
+        # causal_lm: the head of the dataset queue is claimed for this run (queue/processing/) and becomes its
+        # train_file; the runner releases it when the run's seeds are done (lm_data.release_after_run)
+        data = lm_data.claim_for_run(study.project, data, study.paths.run(run_id).dir)
+    return data
 
 
 def build_config(study: Study, proposal: dict) -> dict:
@@ -157,7 +169,7 @@ def build_config(study: Study, proposal: dict) -> dict:
         "metric": dict(study.config["metric"]),
         "max_seconds": study.config["budget"]["max_seconds_per_run"],
         "data": resolve_data(study, run_id),
-        "init_model": None,
+        "init_model": study.config.get("model", {}).get("path"),  # causal_lm: the local model folder
         "paths": {
             "run_dir": str(run.dir.relative_to(root)),
             "control_dir": str(study.project.control.relative_to(root)),

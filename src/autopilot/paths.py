@@ -3,8 +3,10 @@
     <root>/inbox/                       dataset files dropped by people and scripts
     <root>/queue/{high,normal,low}/     validated dataset files, oldest first
     <root>/queue/{failed,processing,done}/
-    <root>/control/{pause,stop,skip}    control files (their existence is the signal)
+    <root>/control/{pause,stop,skip}    control files (their existence is the signal);
+    <root>/control/stop-after-run       ...and `stop` without --now: no new run once the current one ends
     <root>/status/status.json           live phase, run, step, heartbeat
+    <root>/status/{daemon.json,instance.lock,instance.pid}   the daemon's state; one cron or daemon at a time
     <root>/runs/<study>/                one study: labbook.md, history.jsonl, best.json, <run>/...
     <root>/runs/<study>/<run>/          one run: proposal, guard, config, metrics, summary, verdict
 
@@ -20,7 +22,7 @@ from pathlib import Path
 RUN_ID_WIDTH = 5
 RUN_ID_RE = re.compile(rf"^\d{{{RUN_ID_WIDTH}}}$")
 PRIORITIES = ("high", "normal", "low")
-CONTROL_SIGNALS = ("pause", "stop", "skip")
+CONTROL_SIGNALS = ("pause", "stop", "skip", "stop-after-run")
 
 
 def format_run_id(number: int) -> str:
@@ -78,6 +80,7 @@ class StudyPaths:
     next_config = property(lambda self: self.dir / "next_config.json")
     effective_config = property(lambda self: self.dir / "study.json")
     logs = property(lambda self: self.dir / "logs")
+    paused = property(lambda self: self.dir / "paused.json")  # the study paused itself (failure-rate spike)
 
     def run(self, run_id: str) -> RunPaths:
         return RunPaths(self.dir / run_id)
@@ -99,6 +102,9 @@ class Project:
     control = property(lambda self: self.root / "control")
     status_dir = property(lambda self: self.root / "status")
     status = property(lambda self: self.root / "status" / "status.json")
+    daemon_state = property(lambda self: self.root / "status" / "daemon.json")  # written by `autopilot daemon`
+    instance_lock = property(lambda self: self.root / "status" / "instance.lock")  # one cron or daemon at a time
+    instance_pid = property(lambda self: self.root / "status" / "instance.pid")  # ...and the pid that holds it
     failed = property(lambda self: self.root / "queue" / "failed")
     processing = property(lambda self: self.root / "queue" / "processing")
     done = property(lambda self: self.root / "queue" / "done")
