@@ -3,12 +3,13 @@
 Layout: <run>/checkpoint/step-00000120/ holds `state.pt` (and whatever else a task saves there) plus
 `meta.json` ({step, metric, time}); `meta.json` is written last and its presence marks a complete
 checkpoint. A checkpoint is assembled in a hidden temp folder and renamed into place, so one killed
-mid-write never replaces or shadows a good one.
+mid-write never replaces or shadows a good one; and a complete checkpoint is never replaced at all (a
+second save of the same step keeps the first: a resumed run's state at a step is the same state).
 
 Usage:
-    save(ckpt_dir, step, {"model": m.state_dict(), ...}, metric=0.93)
+    save(ckpt_dir, step, {"model": m.state_dict(), "rng": rng_state(), ...}, metric=0.93)
     path = latest(ckpt_dir)          # None when there is none
-    state = load(path)
+    state = load(path); set_rng_state(state["rng"])
     prune(ckpt_dir, keep_last=2, goal="maximize")
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import tempfile
 import time
@@ -51,6 +53,9 @@ def save(
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     final = ckpt_dir / step_dir_name(step)
+    if (final / META_FILE).exists():
+        log.info("%s is complete already; it is kept as it is", final)
+        return final
     tmp = Path(tempfile.mkdtemp(dir=ckpt_dir, prefix=f".{final.name}.", suffix=".tmp"))
     try:
         if state is not None:
@@ -64,7 +69,7 @@ def save(
             if p.is_file():
                 _fsync_file(p)
         fsio.atomic_write_json(tmp / META_FILE, {"step": step, "metric": metric, "time": time.time()})
-        if final.exists():  # a re-save of the same step (e.g. after resume): replace it whole
+        if final.exists():  # a folder without meta.json: an incomplete leftover, never a good checkpoint
             shutil.rmtree(final)
         os.rename(tmp, final)
         fsio.fsync_dir(ckpt_dir)
@@ -132,3 +137,24 @@ def prune(ckpt_dir: Path, keep_last: int, goal: str = "maximize") -> list[Path]:
     for stale in ckpt_dir.glob(".step-*.tmp") if ckpt_dir.is_dir() else ():
         shutil.rmtree(stale, ignore_errors=True)
     return removed
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random state a training step draws from: Python's, NumPy's, torch's CPU and CUDA generators."""
+    import numpy as np
+    import torch
+
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what rng_state() returned (the CUDA part only where CUDA is there now)."""
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

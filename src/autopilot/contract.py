@@ -51,6 +51,7 @@ class TrainerRun:
         self.last_loss: float | None = None
         self.steps = 0
         self.total_steps: int | None = None
+        self.start_step = 0  # the step training (re)started from: a resumed run's ETA counts from there
         self.data_hash: str | None = None
         self.device = "cpu"
         self._last_beat = 0.0
@@ -81,8 +82,9 @@ class TrainerRun:
         return time.monotonic() - self.started
 
     # --- during training -----------------------------------------------------------------------------
-    def begin_training(self, total_steps: int | None = None) -> None:
+    def begin_training(self, total_steps: int | None = None, start_step: int = 0) -> None:
         self.total_steps = total_steps
+        self.start_step = self.steps = start_step
         self.train_started = time.monotonic()
         self.heartbeat(phase="train", force=True)
 
@@ -115,8 +117,8 @@ class TrainerRun:
             return
         self._last_beat = now
         eta = None
-        if self.total_steps and self.steps and self.train_started:
-            per_step = (now - self.train_started) / max(self.steps, 1)
+        if self.total_steps and self.steps > self.start_step and self.train_started:
+            per_step = (now - self.train_started) / (self.steps - self.start_step)
             eta = round(per_step * max(self.total_steps - self.steps, 0), 1)
         status = {
             "phase": phase,
