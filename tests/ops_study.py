@@ -69,11 +69,13 @@ def wait_for(predicate, timeout: float = 60, what: str = "condition") -> None:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def training(root: Path, run: str | None = None, min_step: int = 0):
-    """A predicate: the trainer (of `run`) is in phase train at step >= min_step (heartbeats come every 2 s)."""
+def training(root: Path, run: str | None = None, min_step: int = 0, since: float = 0.0):
+    """A predicate: the trainer (of `run`) is in phase train at step >= min_step, with a heartbeat after `since`
+    (heartbeats come every 2 s)."""
     def check() -> bool:
         s = read_status(root)
-        return bool(s and s["phase"] == "train" and (run is None or s["run"] == run) and s["step"] >= min_step)
+        return bool(s and s["phase"] == "train" and (run is None or s["run"] == run) and s["step"] >= min_step
+                    and s["heartbeat"] > since)
     return check
 
 

@@ -146,3 +146,4 @@ def test_sigterm_to_the_supervisor_kills_the_trainer_and_writes_no_summary(tmp_p
     with pytest.raises(ProcessLookupError):
         os.kill(trainer_pid, 0)
     assert not run.summary.exists()
+    assert fsio.read_json(status)["phase"] == "interrupted"  # status no longer claims that it trains

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from autopilot import fsio, manifest, schemas
+from autopilot import control, fsio, manifest, schemas
 from autopilot.errors import TrainerError
 from autopilot.paths import RunPaths
 from autopilot.warmpool import UNKNOWN_EXIT
@@ -97,9 +97,14 @@ def _attempt(argv: list[str], run: RunPaths, config: dict, root: Path) -> tuple[
         except OSError as e:
             reason = f"could not start trainer {argv[0]!r}: {e}"
             return write_fallback_summary(run, config, root, "failed", reason, 0.0), None
-        timed_out = _wait(proc, limit)
+        try:
+            timed_out = _wait(proc, limit)
+        except Interrupted:
+            mark_ended(config, root, "interrupted")
+            raise
     wall = time.monotonic() - started
     if timed_out:
+        mark_ended(config, root, "timeout")
         return write_fallback_summary(
             run, config, root, "timeout",
             f"trainer exceeded max_seconds={max_seconds:g} (+{grace_seconds(max_seconds):g}s grace); "
@@ -107,7 +112,21 @@ def _attempt(argv: list[str], run: RunPaths, config: dict, root: Path) -> tuple[
             wall,
         ), None
     killed_by = system_kill(proc.returncode, run)
+    if killed_by:
+        mark_ended(config, root, "killed")
     return _collect(proc.returncode, run, config, root, wall), killed_by
+
+
+def mark_ended(config: dict, root: Path, phase: str) -> None:
+    """A killed trainer's status.json must not go on saying that it trains: set its phase (timeout, ...)."""
+    path = root / config["paths"]["status_file"]
+    try:
+        status = fsio.read_json(path)
+    except Exception:  # no status yet, or not readable: nothing claims the trainer is alive
+        return
+    if (status.get("run"), status.get("seed_index")) == (config["run_id"], config["seed_index"]) \
+            and status.get("phase") in control.ACTIVE_PHASES:
+        fsio.atomic_write_json(path, {**status, "phase": phase, "heartbeat": time.time()})
 
 
 def system_kill(returncode: int, run: RunPaths) -> str | None:
