@@ -14,6 +14,7 @@ if not workflow.overwrite_configfiles:
 include: "rules/common.smk"
 include: "rules/ingest.smk"
 include: "rules/loop.smk"
+include: "rules/report.smk"
 
 
 rule all:

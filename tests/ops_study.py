@@ -92,7 +92,8 @@ def entry(run_id: str, verdict: str, value: float | None, policy: str = "tpe", *
          "params": {"lr": 0.01}, "status": "failed" if failed else "completed", "verdict": verdict,
          "value": value, "seed_values": [] if value is None else [value],
          "compared_to": "00001" if judged else None, "delta": round(value - 0.8, 6) if judged and value else None,
-         "interval": {"low": -0.02, "high": 0.03, "method": "pooled_t"} if judged and value else None,
+         "interval": {"low": round(value - 0.82, 6), "high": round(value - 0.77, 6), "method": "pooled_t"}
+         if judged and value else None,
          "train_seconds": 12.5, "wall_seconds": 13.0,
          "error": "Traceback (most recent call last):\nRuntimeError: CUDA error: boom" if failed else None,
          "fallback_from": None, "rationale": f"rationale of run {run_id}: try lr=0.01 because it may help",
@@ -115,3 +116,75 @@ def write_history(root: Path, entries: list[dict], study: str = "digits_cnn", cu
                 lines = [{"step": s, "time": s * 0.1, "loss": round(scale * 2.0 / (1 + 0.2 * s), 5)}
                          for s in range(1, 31)]
                 (run / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
+
+
+# --- a real headless Chromium --------------------------------------------------------------------------------
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+
+
+def chromium_binary() -> str:
+    """Debian's chromium (bin/test installs it where apt is available); the test is skipped without one."""
+    import shutil
+
+    import pytest
+
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.skip("no Chromium on PATH: `apt-get install chromium` (./bin/test does it where apt is available)")
+
+
+def chromium(url: str, profile: Path, *, screenshot: Path | None = None, wait_ms: int = 4000,
+             size: str = "1200,1800") -> str:
+    """Load `url` in headless Chromium with no way out to the network; return the DOM after scripts ran."""
+    import subprocess
+
+    base = [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-dev-shm-usage", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            f"--user-data-dir={profile}", f"--window-size={size}", f"--virtual-time-budget={wait_ms}"]
+    if screenshot is not None:
+        subprocess.run([*base, f"--screenshot={screenshot}", url], capture_output=True, timeout=120, check=True)
+    return subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True).stdout
+
+
+class Dom:
+    """The elements of a dumped DOM: tag, attributes and direct text, with lookups by id and class."""
+
+    def __init__(self, html: str):
+        from html.parser import HTMLParser
+
+        self.elements: list[dict] = []
+        stack: list[dict] = []
+        elements = self.elements
+
+        class Collector(HTMLParser):
+            def handle_starttag(self, tag, attrs):
+                element = {"tag": tag, "attrs": dict(attrs), "text": ""}
+                elements.append(element)
+                if tag not in ("br", "img", "meta", "link", "input", "hr", "wbr", "source"):  # void: no end tag
+                    stack.append(element)
+
+            def handle_endtag(self, tag):
+                if any(e["tag"] == tag for e in stack):
+                    while stack.pop()["tag"] != tag:
+                        pass
+
+            def handle_data(self, data):
+                for element in stack:
+                    element["text"] += data
+
+        Collector().feed(html)
+
+    def by_id(self, element_id: str) -> dict:
+        found = [e for e in self.elements if e["attrs"].get("id") == element_id]
+        assert found, f"no element #{element_id}"
+        return found[0]
+
+    def text(self, element_id: str) -> str:
+        return " ".join(self.by_id(element_id)["text"].split())
+
+    def by_class(self, name: str, tag: str | None = None) -> list[dict]:
+        return [e for e in self.elements if name in (e["attrs"].get("class") or "").split()
+                and (tag is None or e["tag"] == tag)]
