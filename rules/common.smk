@@ -1,4 +1,5 @@
 # Config validation and the helpers the rules use (no rules here). The plan is made once, at parse time.
+import os
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -45,6 +46,10 @@ def cap_gpus():
 
 
 cap_gpus()
+# A warm trainer pool started by one cluster job would be killed when that job ends, with the trainers it forked
+# for other jobs on the node: cluster jobs start their trainers themselves.
+if workflow.is_main_process and workflow.non_local_exec:
+    os.environ["AUTOPILOT_NO_WARMSTART"] = "1"
 
 
 def get_planned_entries(wildcards):

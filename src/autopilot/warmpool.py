@@ -228,8 +228,8 @@ def request(task: str, args: list[str], root: Path, log_path: Path) -> PooledTra
             time.sleep(0.05)
             continue
         message = {"args": args, "cwd": str(root), "log": str(log_path), "env": dict(os.environ)}
-        conn.sendall((json.dumps(message) + "\n").encode())
-        try:
+        try:  # a pool can die between accepting and reading (its SLURM job ended, say): try another
+            conn.sendall((json.dumps(message) + "\n").encode())
             reply = json.loads(_read_line(conn))
         except (OSError, ValueError):
             conn.close()
