@@ -161,6 +161,8 @@ class Dom:
 
         class Collector(HTMLParser):
             def handle_starttag(self, tag, attrs):
+                for open_element in stack:  # cells and rows read as separate words
+                    open_element["text"] += " "
                 element = {"tag": tag, "attrs": dict(attrs), "text": ""}
                 elements.append(element)
                 if tag not in ("br", "img", "meta", "link", "input", "hr", "wbr", "source"):  # void: no end tag

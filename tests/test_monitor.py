@@ -1,0 +1,144 @@
+"""`autopilot monitor`: the JSON endpoints, and the live page in a real Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from conftest import VENV_BIN, env, make_project
+from ops_study import Dom, chromium, entry, write_history
+
+from autopilot import fsio, monitor, report
+from autopilot.paths import Project
+from autopilot.study import Study
+
+HISTORY = [
+    entry("00001", "baseline", 0.80, policy="baseline"),
+    entry("00002", "improved", 0.84),
+    entry("00003", "failed", None),
+    entry("00004", "inconclusive", 0.83),
+]
+CURVE = [{"step": s, "loss": round(3.0 / (1 + 0.05 * s), 5)} for s in range(1, 121)]
+
+
+@pytest.fixture
+def study(tmp_path) -> Study:
+    """Run 00005 is training its seed 1 at step 120 of 400; two files wait in the queue."""
+    root = make_project(tmp_path / "p")
+    write_history(root, HISTORY)
+    seed = root / "runs" / "digits_cnn" / "00005" / "seeds" / "seed-1"
+    seed.mkdir(parents=True)
+    (seed / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in CURVE))
+    fsio.atomic_write_json(root / "status" / "status.json", {
+        "phase": "train", "study": "digits_cnn", "run": "00005", "seed_index": 1, "step": 120, "total_steps": 400,
+        "loss": CURVE[-1]["loss"], "eta_seconds": 95.0, "heartbeat": time.time()})
+    for priority in ("high", "low"):
+        (root / "queue" / priority).mkdir(parents=True)
+        (root / "queue" / priority / f"0000000000001-0000-{priority}.jsonl").write_text("{}\n")
+    return Study.load(Project(root), root / "config" / "config.yaml")
+
+
+@pytest.fixture
+def served(study):
+    server = monitor.make_server(study, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def get(url: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.headers["Content-Type"], r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers["Content-Type"], e.read().decode()
+
+
+def test_the_endpoints_serve_status_history_and_the_current_runs_curve(served, study):
+    code, kind, body = get(served + "api/status")
+    snap = json.loads(body)
+    assert code == 200 and kind == "application/json"
+    assert (snap["live"]["run"], snap["live"]["step"], snap["queue"]["high"], snap["best"]["run_id"]) == \
+        ("00005", 120, 1, "00002")
+    runs = json.loads(get(served + "api/history")[2])["runs"]
+    assert [r["value"] for r in runs] == [e["value"] for e in HISTORY]
+    assert runs == report.run_points(HISTORY)
+    curve = json.loads(get(served + "api/curve")[2])
+    assert (curve["run_id"], curve["seed_index"]) == ("00005", 1)
+    assert curve["points"] == [[m["step"], m["loss"]] for m in CURVE]
+    code, kind, page = get(served)
+    assert code == 200 and kind.startswith("text/html") and "metricChart" in page
+    assert get(served + "nope")[0] == 404
+
+
+def test_it_binds_to_localhost_only(study):
+    server = monitor.make_server(study, port=0)
+    try:
+        assert server.server_address[0] == "127.0.0.1"
+    finally:
+        server.server_close()
+
+
+def test_the_command_prints_its_address_and_stops_on_ctrl_c(study):
+    proc = subprocess.Popen([str(VENV_BIN / "autopilot"), "monitor", "--port", "0"], cwd=study.project.root,
+                            env=env(), stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert line.startswith("monitor: http://127.0.0.1:")
+    url = line.split()[1]
+    assert json.loads(get(url + "api/status")[2])["study"] == "digits_cnn"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=10) == 0
+
+
+def test_a_busy_port_is_a_clear_error(study):
+    first = monitor.make_server(study, port=0)
+    try:
+        port = first.server_address[1]
+        proc = subprocess.run([str(VENV_BIN / "autopilot"), "monitor", "--port", str(port)], cwd=study.project.root,
+                              env=env(), capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 1 and f"cannot serve on 127.0.0.1:{port}" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    finally:
+        first.server_close()
+
+
+@pytest.mark.browser
+def test_the_live_page_draws_the_current_run_and_the_study_in_chromium(served, study, tmp_path):
+    shot = tmp_path / "monitor.png"
+    dom = Dom(chromium(served, tmp_path / "chromium", screenshot=shot, wait_ms=5000))
+    body = next(e for e in dom.elements if e["tag"] == "body")
+    assert int(body["attrs"]["data-refreshes"]) >= 2  # it refreshed by itself (every 2 s)
+    assert dom.text("phase") == "train" and dom.text("run") == "00005 · seed 1" and dom.text("step") == "120 / 400"
+    assert dom.text("loss") == f"{CURVE[-1]['loss']:.4f}"
+    assert dom.text("best-run") == "00002" and dom.text("best-value") == "0.8400"
+    assert "hidden" in dom.by_id("stale")["attrs"]
+    curve = dom.by_class("curve", "path")
+    assert len(curve) == 1 and curve[0]["attrs"]["data-run"] == "00005"
+    assert int(curve[0]["attrs"]["data-points"]) == len(CURVE)
+    assert float(curve[0]["attrs"]["data-last"]) == CURVE[-1]["loss"]
+    points = {e["attrs"]["data-run"]: float(e["attrs"]["data-value"]) for e in dom.by_class("run-point", "circle")}
+    assert points == {e["run_id"]: e["value"] for e in HISTORY if e["value"] is not None}
+    assert [float(v) for v in dom.by_class("best-line", "path")[0]["attrs"]["data-values"].split(",")] == \
+        [0.80, 0.84, 0.84, 0.84]
+    assert dom.text("queue").split()[-6:] == ["1", "0", "1", "0", "0", "0"]  # high normal low inbox processing failed
+    assert dom.text("verdicts").startswith("run verdict value policy 00004 inconclusive 0.8300")
+    assert shot.stat().st_size > 20_000
+
+    status = study.project.status  # the trainer stops beating: the page says STALE
+    fsio.atomic_write_json(status, {**fsio.read_json(status), "heartbeat": time.time() - 600})
+    dom = Dom(chromium(served, tmp_path / "chromium", wait_ms=2500))
+    assert "hidden" not in dom.by_id("stale")["attrs"] and re.fullmatch(r"10m0\ds ago", dom.text("heartbeat"))
+
+
+def test_monitor_page_has_no_outside_references():
+    page = monitor.page()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page) and "<link" not in page
