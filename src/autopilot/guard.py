@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 
 from autopilot import control, fsio, ledger, lm_data, schemas
 from autopilot.errors import GuardRejected, LoopHalted
@@ -21,6 +22,12 @@ from autopilot.study import Study
 
 MIN_RATIONALE_CHARS = 20
 MIN_HYPOTHESIS_CHARS = 10
+# The LLM part of the gate (policies llm:*, hybrid:llm:*): a model that answers with filler is not obeyed.
+LLM_MIN_RATIONALE_WORDS = 8
+LLM_MIN_HYPOTHESIS_WORDS = 4
+LLM_MIN_NOTES_WORDS = 4
+LLM_MIN_TODO_WORDS = 2
+TODO_ID = re.compile(r"^T\d+$")
 
 
 def now_iso() -> str:
@@ -95,6 +102,39 @@ def quality_problems(proposal: dict) -> list[dict]:
     if len(proposal.get("hypothesis", "").strip()) < MIN_HYPOTHESIS_CHARS:
         found.append(violation("hypothesis", proposal.get("hypothesis"), "quality",
                                f"hypothesis must be at least {MIN_HYPOTHESIS_CHARS} characters of real text"))
+    if proposal.get("policy", "").startswith(("llm:", "hybrid:llm:")):
+        found += llm_quality_problems(proposal)
+    return found
+
+
+def distinct_words(text: str) -> int:
+    return len({w.lower() for w in re.findall(r"[^\W\d_]{2,}", text)})
+
+
+def llm_quality_problems(proposal: dict) -> list[dict]:
+    """The gate for an LLM's proposal: real sentences, a hypothesis that is not the rationale again, and the
+    housekeeping (notes for its next turn; new TODOs that say something; resolved TODOs by id)."""
+    found = []
+    rationale, hypothesis = proposal.get("rationale", ""), proposal.get("hypothesis", "")
+    housekeeping = proposal.get("housekeeping") or {}
+    if distinct_words(rationale) < LLM_MIN_RATIONALE_WORDS:
+        found.append(violation("rationale", rationale, "quality",
+                               f"an LLM's rationale must use at least {LLM_MIN_RATIONALE_WORDS} distinct words"))
+    if distinct_words(hypothesis) < LLM_MIN_HYPOTHESIS_WORDS or hypothesis.strip() == rationale.strip():
+        found.append(violation("hypothesis", hypothesis, "quality", f"an LLM's hypothesis must use at least "
+                               f"{LLM_MIN_HYPOTHESIS_WORDS} distinct words and differ from the rationale"))
+    if distinct_words(housekeeping.get("notes", "")) < LLM_MIN_NOTES_WORDS:
+        found.append(violation("housekeeping.notes", housekeeping.get("notes"), "quality",
+                               f"an LLM's housekeeping.notes (its workpad) must use at least {LLM_MIN_NOTES_WORDS} "
+                               "distinct words"))
+    for todo in housekeeping.get("new_todos", []):
+        if distinct_words(todo) < LLM_MIN_TODO_WORDS:
+            found.append(violation("housekeeping.new_todos", todo, "quality",
+                                   f"a new TODO must use at least {LLM_MIN_TODO_WORDS} distinct words, got {todo!r}"))
+    for todo_id in housekeeping.get("resolved_todos", []):
+        if not TODO_ID.match(todo_id):
+            found.append(violation("housekeeping.resolved_todos", todo_id, "quality",
+                                   f"resolved TODOs are ids like T001, got {todo_id!r}"))
     return found
 
 

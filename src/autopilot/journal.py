@@ -6,11 +6,14 @@ Per run it writes, in this order: <run>/journal_entry.json, a labbook section, t
 commit point), then best.json (a convenience pointer for people; programs derive the best from the ledger).
 When a study makes several runs per generation, the labbook opens each generation with a heading that names
 the incumbent its runs were judged against; the runs of a generation are journaled in the order they finish.
+A run whose first proposal was not used adds its reasons (the rules it broke: timeout, http_500, invalid_json,
+whitelist, quality...) to runs/<study>/fallbacks.json, and its labbook section ends with the counts so far.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 from filelock import FileLock
 
@@ -49,8 +52,9 @@ def record(study: Study, run: RunPaths, entry: dict, history: list[dict]) -> Non
         fsio.append_text(study.paths.labbook, labbook_header(study))
     best = ledger.best_entry([*history, entry])  # a sibling of this generation may have improved by more
     previous = history[-1] if history else None
+    counts = count_fallback(study, run.id, ledger.read_path(run.proposal) or {}) if entry["fallback_from"] else None
     fsio.append_text(study.paths.labbook, generation_heading(study, entry, previous)
-                     + labbook_section(study, entry, run, best))
+                     + labbook_section(study, entry, run, best) + fallback_counts_line(counts))
     fsio.append_jsonl(study.paths.history, entry)
     if entry["verdict"] in ledger.PROMOTING_VERDICTS:
         fsio.atomic_write_json(study.paths.best, {
@@ -90,6 +94,29 @@ def build_entry(study: Study, run: RunPaths) -> dict:
         "finished_at": verdict["judged_at"],
         "attempts": max((s.get("attempts", 1) for s in summaries), default=1),
     }
+
+
+def fallback_reasons(proposal: dict) -> list[str]:
+    """Why a run's first proposal was not used: the distinct rules it broke."""
+    violations = (proposal.get("fallback_from") or {}).get("violations") or []
+    return sorted({v.get("rule", "unknown") for v in violations}) or ["unknown"]
+
+
+def count_fallback(study: Study, run_id: str, proposal: dict) -> dict:
+    """Add the run's fallback reasons to runs/<study>/fallbacks.json (keyed by run: journaling again adds
+    nothing) and return the counts by reason."""
+    path = study.paths.dir / "fallbacks.json"
+    runs = (ledger.read_path(path) or {}).get("runs", {})
+    runs[run_id] = fallback_reasons(proposal)
+    counts = dict(Counter(reason for reasons in runs.values() for reason in reasons).most_common())
+    fsio.atomic_write_json(path, {"counts": counts, "runs": runs})
+    return counts
+
+
+def fallback_counts_line(counts: dict | None) -> str:
+    if not counts:
+        return ""
+    return "- fallbacks so far, by reason: " + ", ".join(f"{reason} {n}" for reason, n in counts.items()) + "\n"
 
 
 def labbook_header(study: Study) -> str:

@@ -10,16 +10,24 @@ only, so that every run of a generation sees the same history whatever its sibli
 its own point of the generation's (see `policies.optimizer`). A generation with no successful run before it
 trains the baseline in each of its runs; next_config.json is taken by the generation's first run alone.
 
+The LLM policies (`llm`, `hybrid`) save every exchange in the run's llm/ folder; a due mentor reviews an
+LLM proposal that passed the guard (`autopilot.mentor`); the final proposal's housekeeping goes to the
+study's workpad and shared TODOs (`autopilot.workpad`).
+
 Usage:
     proposal = propose_run(study, "00007")     # writes runs/<study>/00007/proposal.json
+    proposal, exchanges = preview_run(study, "00007")   # the same decision, nothing written
 """
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 
-from autopilot import fsio, guard, journal, ledger, plan, schemas
+from autopilot import fsio, guard, journal, ledger, mentor, plan, schemas, workpad
 from autopilot.errors import ProposalError
+from autopilot.llm import LLMFailure
+from autopilot.llm.audit import Audit
 from autopilot.policies import Context
 from autopilot.study import Study
 
@@ -28,12 +36,29 @@ log = logging.getLogger(__name__)
 EMPTY_HOUSEKEEPING = {"new_todos": [], "notes": "", "resolved_todos": []}
 
 
-def policy_function(name: str):
-    from autopilot.policies import manual, optimizer
+def policy_label(ctx: Context, name: str) -> str:
+    """The proposal's policy string of a configured policy: `llm` -> `llm:openai`, `hybrid` -> whose turn it is."""
+    from autopilot.policies import hybrid, llm
 
-    functions = {"tpe": optimizer.propose_tpe, "random": optimizer.propose_random, "manual": manual.propose_manual}
+    if name == "llm":
+        return llm.label(ctx.study)
+    if name == "hybrid":
+        return hybrid.label(ctx)
+    return name
+
+
+def policy_function(name: str, audit: Audit | None = None):
+    """The function of a policy label; the LLM's write their exchanges to `audit` (default: nowhere)."""
+    from autopilot.policies import hybrid, llm, manual, optimizer
+
+    if name.startswith("llm:"):
+        return partial(llm.propose_llm, audit=audit or Audit())
+    if name.startswith("hybrid:llm:"):
+        return partial(hybrid.propose_llm_turn, audit=audit or Audit())
+    functions = {"tpe": optimizer.propose_tpe, "random": optimizer.propose_random, "manual": manual.propose_manual,
+                 "hybrid:tpe": hybrid.propose_tpe_turn}
     if name not in functions:
-        raise ProposalError(f"unknown policy {name!r}; built in: {sorted(functions)}")
+        raise ProposalError(f"unknown policy {name!r}; built in: {sorted(functions)}, llm:<backend>")
     return functions[name]
 
 
@@ -62,11 +87,13 @@ def complete(raw: dict, run_id: str, policy: str) -> dict:
     }
 
 
-def attempt(ctx: Context, policy: str) -> tuple[dict | None, list[dict]]:
+def attempt(ctx: Context, policy: str, audit: Audit | None = None) -> tuple[dict | None, list[dict]]:
     """Ask one policy; return its proposal (None if it raised) and the guard's violations."""
-    fn = baseline_proposal if policy == "baseline" else policy_function(policy)
+    fn = baseline_proposal if policy == "baseline" else policy_function(policy, audit)
     try:
         proposal = complete(fn(ctx), ctx.run_id, policy)
+    except LLMFailure as e:  # down, slow, unusable answer: the kind (timeout, http_500...) is counted in the journal
+        return None, [guard.violation("(llm)", None, e.kind, str(e))]
     except ProposalError as e:
         return None, [guard.violation("(policy)", None, "policy_error", str(e))]
     return proposal, guard.check_proposal(proposal, ctx.study)
@@ -77,25 +104,47 @@ def first_policy(ctx: Context) -> str:
         return "baseline"
     if ctx.index == 0 and ctx.study.paths.next_config.exists():
         return "manual"
-    return ctx.study.config["policy"]
+    return policy_label(ctx, ctx.study.config["policy"])
 
 
 def propose_run(study: Study, run_id: str) -> dict:
     run = study.paths.run(run_id)
     history = journal.sync(study)
+    proposal, rejected = decide(study, run_id, history, Audit.for_run(study, run_id))
+    if rejected is not None:
+        fsio.atomic_write_json(run.rejected_proposal, rejected)
+    fsio.atomic_write_json(run.proposal, proposal)
+    workpad.record(study, proposal)
+    if "manual" in (proposal["policy"], (proposal["fallback_from"] or {}).get("policy")):
+        archive_manual_input(study, run)
+    return proposal
+
+
+def preview_run(study: Study, run_id: str) -> tuple[dict, list[dict]]:
+    """What propose_run would decide and the LLM exchanges that took, writing nothing (propose --dry-run)."""
+    audit = Audit()
+    proposal, _ = decide(study, run_id, ledger.read_history(study.paths), audit)
+    return proposal, audit.exchanges
+
+
+def decide(study: Study, run_id: str, history: list[dict], audit: Audit) -> tuple[dict, dict | None]:
+    """The run's final proposal, and the first policy's if the guard rejected it."""
     guard.ensure_may_run(study, history)
     slot = plan.slot_for(study, run_id)
     earlier = ledger.before_generation(history, slot.generation)
     ctx = Context(study, run_id, earlier, ledger.best_entry(earlier), slot.index)
     log.info("run %s: generation %d, place %d; %d earlier run(s)", run_id, slot.generation, slot.index, len(earlier))
     policy = first_policy(ctx)
-    proposal, violations = attempt(ctx, policy)
+    proposal, violations = attempt(ctx, policy, audit)
+    if not violations and mentor.is_llm_policy(policy) and mentor.trigger(ctx):
+        proposal = mentor.review(ctx, proposal, audit)
+    rejected = None
     if violations:
         reason = "; ".join(v["message"] for v in violations)
         log.warning("run %s: %s proposal rejected (%s); falling back to %s",
                     run_id, policy, reason, study.config["fallback_policy"])
         if proposal is not None:
-            fsio.atomic_write_json(run.rejected_proposal, {**proposal, "violations": violations})
+            rejected = {**proposal, "violations": violations}
         fallback = study.config["fallback_policy"]
         proposal, second = attempt(ctx, fallback)
         if second:
@@ -104,10 +153,7 @@ def propose_run(study: Study, run_id: str) -> dict:
         proposal["fallback_from"] = {"policy": policy, "reason": reason[:4000], "violations": violations}
     proposal.update(generation=slot.generation, generation_index=slot.index)
     schemas.validate(proposal, "proposal")
-    fsio.atomic_write_json(run.proposal, proposal)
-    if policy == "manual":
-        archive_manual_input(study, run)
-    return proposal
+    return proposal, rejected
 
 
 def archive_manual_input(study: Study, run) -> None:

@@ -25,20 +25,51 @@ run_option = click.option("--run", "run_id", required=True, help="Run id (zero-p
 
 @main.command()
 @study_option
-@run_option
+@click.option("--run", "run_id", help="Run id (zero-padded, e.g. 00007); required unless --dry-run.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the prompt(s) that would be sent and the proposal that comes back; write nothing. "
+                   "--run defaults to the study's next run.")
 @pass_project
 @domain_errors
-def propose(project: Project, study_name: str | None, run_id: str) -> None:
+def propose(project: Project, study_name: str | None, run_id: str | None, dry_run: bool) -> None:
     """Write the run's proposal.json (policy, overrides, rationale, hypothesis).
 
     The study's first successful run is the baseline; a runs/<study>/next_config.json written by a person
     comes next; otherwise the study's policy proposes. A proposal the guard would reject is replaced by the
-    fallback policy's, with the reason recorded in `fallback_from`.
+    fallback policy's, with the reason recorded in `fallback_from`. An LLM policy saves each prompt and
+    answer in the run's llm/ folder.
     """
-    from autopilot.propose import propose_run
+    from autopilot.propose import preview_run, propose_run
 
-    proposal = propose_run(resolve_study(project, study_name), run_id)
+    if run_id is None and not dry_run:
+        raise click.BadParameter("give the run id (or --dry-run)", param_hint="--run")
+    study = resolve_study(project, study_name)
+    if dry_run:
+        print_preview(*preview_run(study, run_id or next_run_id(study)))
+        return
+    proposal = propose_run(study, run_id)
     click.echo(f"run {run_id}: {proposal['policy']} proposes {proposal['overrides'] or 'the baseline'}")
+
+
+def next_run_id(study) -> str:
+    from autopilot.paths import format_run_id, run_number
+
+    ids = study.paths.run_ids()
+    return format_run_id(run_number(ids[-1]) + 1 if ids else 1)
+
+
+def print_preview(proposal: dict, exchanges: list[dict]) -> None:
+    import json
+
+    if not exchanges:
+        click.echo(f"(policy {proposal['policy']} sends no prompt)")
+    for x in exchanges:
+        meta = x["meta"]
+        click.echo(f"===== {x['role']} prompt =====\n{x['prompt']}")
+        click.echo(f"===== {x['role']} answer ({meta['status']}, {meta.get('latency_seconds')} s"
+                   + (f": {meta['error']}" if meta.get("error") else "") + f") =====\n{x['response']}")
+    click.echo(f"===== proposal for run {proposal['run_id']} (dry run: nothing written) =====")
+    click.echo(json.dumps(proposal, indent=2, ensure_ascii=False))
 
 
 @main.command(name="guard")

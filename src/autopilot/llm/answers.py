@@ -1,0 +1,57 @@
+"""What the LLM must answer, as JSON Schemas derived from schemas/proposal.schema.yaml (never a copy).
+
+The worker answers the proposal's `overrides`, `rationale`, `hypothesis` and `housekeeping`; the mentor
+answers the proposal's `mentor.review`. Every string keeps the file's maxLength, so a model that loops
+produces an invalid answer, not an endless one. The schema sent to the LLM narrows `overrides` to the
+study's search space (names, types, ranges, choices: a server that turns schemas into grammars then keeps
+the values in range); the answer is checked against the file's wider form, so that a key or value outside
+the space reaches the guard and is rejected there, by name.
+
+Usage:
+    send, check = worker_schemas(study)
+    send, check = mentor_schemas(study)
+"""
+
+from __future__ import annotations
+
+import copy
+
+from autopilot import schemas
+from autopilot.study import Study
+
+WORKER_FIELDS = ("overrides", "rationale", "hypothesis", "housekeeping")
+
+
+def worker_schemas(study: Study) -> tuple[dict, dict]:
+    props = schemas.load("proposal")["properties"]
+    check = {"type": "object", "additionalProperties": False, "required": list(WORKER_FIELDS),
+             "properties": {name: copy.deepcopy(props[name]) for name in WORKER_FIELDS}}
+    return narrowed(check, study), check
+
+
+def mentor_schemas(study: Study) -> tuple[dict, dict]:
+    proposal = schemas.load("proposal")["properties"]
+    check = copy.deepcopy(proposal["mentor"]["properties"]["review"])
+    check["type"] = "object"  # null is how a failed review is recorded, never an answer
+    description = check["properties"]["overrides"].get("description")
+    check["properties"]["overrides"] = {**copy.deepcopy(proposal["overrides"]), "description": description}
+    return narrowed(check, study), check
+
+
+def narrowed(schema: dict, study: Study) -> dict:
+    """`schema` with its `overrides` limited to the study's search space."""
+    out = copy.deepcopy(schema)
+    wide = out["properties"]["overrides"]
+    out["properties"]["overrides"] = {
+        "type": "object", "description": wide.get("description", ""), "additionalProperties": False,
+        "maxProperties": wide["maxProperties"],
+        "properties": {key: value_schema(space) for key, space in study.search_space.items()},
+    }
+    return out
+
+
+def value_schema(space: dict) -> dict:
+    if space["type"] == "categorical":
+        return {"enum": list(space["choices"])}
+    kind = "integer" if space["type"] == "int" else "number"
+    return {"type": kind, "minimum": space["low"], "maximum": space["high"]}
