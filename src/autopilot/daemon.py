@@ -1,14 +1,15 @@
 """`autopilot daemon`: invoke the workflow again and again until a stop condition says enough.
 
 Each pass looks at the signal flags and the stop conditions; when a run may start it invokes Snakemake once
-for one run (ingest, then the next run: `--config iterations=1`, so that SIGINT never waits for more than the
-current run), in its own session, with its output appended to runs/<study>/logs/daemon-YYYY-MM-DD.log. While
+for one generation (ingest, then the next run, or the next `generation_size` runs trained side by side:
+`--config iterations=<generation_size>`, so that SIGINT never waits for more than the current generation), in
+its own session, with its output appended to runs/<study>/logs/daemon-YYYY-MM-DD.log. While
 the loop may not start a run (control/pause, or the study paused itself) or after the workflow failed, it
 waits `daemon.poll_seconds` and looks again. It holds the instance lock of `autopilot cron` all along.
 
 It stops on: control/stop or control/stop-after-run; the run budget and training-time budget (budget.*);
 its wall-clock budget (daemon.max_wall_seconds); a plateau (none of the last daemon.plateau_runs runs was
-`improved`); SIGINT (after the current run; a second SIGINT acts as SIGTERM); SIGTERM (now: Snakemake's
+`improved`); SIGINT (after the current run or generation; a second SIGINT acts as SIGTERM); SIGTERM (now: Snakemake's
 process group is terminated, `autopilot train` kills its trainer, and the run resumes from its checkpoint at
 the next invocation); the workflow failing MAX_FAILED_INVOCATIONS times in a row.
 It pauses the study when more than daemon.max_failures of the last daemon.failure_window runs failed
@@ -168,11 +169,11 @@ class Daemon:
         return Pass(wait=self.settings["poll_seconds"])
 
     def invoke(self, study: Study) -> int:
-        """Run Snakemake once for one run, in its own session so that Ctrl-C at a terminal reaches only us."""
+        """Run Snakemake once for one generation, in its own session so that Ctrl-C at a terminal reaches only us."""
         self.invocations += 1
         path = cron.dated_log(study, "daemon")
         with path.open("ab") as out:
-            argv = self.invocation.argv("--config", "iterations=1")
+            argv = self.invocation.argv("--config", f"iterations={study.config['generation_size']}")
             cron.stamp(out, f"autopilot daemon (pid {os.getpid()}), invocation {self.invocations}: {' '.join(argv)}")
             cleared = cron.clear_stale_lock(self.project, self.invocation, out)
             if cleared:

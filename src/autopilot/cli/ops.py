@@ -179,13 +179,13 @@ def cron(project: Project, cores: str, profile: str, configfile: Path | None) ->
 @pass_project
 @domain_errors
 def daemon(project: Project, cores: str, profile: str, configfile: Path | None) -> None:
-    """Run the workflow again and again, one run per invocation, until a stop condition.
+    """Run the workflow again and again, one generation per invocation, until a stop condition.
 
     Stops on control/stop or stop-after-run, the run and training-time budgets, daemon.max_wall_seconds,
     a plateau (no `improved` in daemon.plateau_runs runs), or the workflow failing 3 times in a row. More
     than daemon.max_failures failed runs in the last daemon.failure_window pause the study (reason in
     labbook.md); while paused it waits daemon.poll_seconds between looks. SIGINT (Ctrl-C): finish the
-    current run, then exit; a second SIGINT or SIGTERM: stop now (the run resumes at the next invocation).
+    current run (generation), then exit; a second SIGINT or SIGTERM: stop now (the run resumes later).
     Output: runs/<study>/logs/daemon-YYYY-MM-DD.log; state: status/daemon.json (`autopilot status`).
     """
     from autopilot.daemon import run_daemon
