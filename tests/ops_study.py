@@ -24,6 +24,8 @@ from autopilot.contract import TrainerRun
 
 with TrainerRun.from_argv() as run:
     hp = run.hparams
+    if run.config["run_id"] == hp.get("hang_run"):  # a trainer that hangs: the supervisor must kill it
+        time.sleep(300)
     rng = np.random.default_rng(run.seed)
     run.begin_training(total_steps=hp["steps"])
     for step in range(1, hp["steps"] + 1):

@@ -11,9 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import make_project, snakemake
+from ops_study import history, make_slow_project
 
-from autopilot import fsio, schemas, supervisor
-from autopilot.paths import RunPaths
+from autopilot import fsio, journal, schemas, supervisor
+from autopilot.paths import Project, RunPaths
+from autopilot.study import Study
 
 TRAINER = textwrap.dedent("""
     import os, signal, subprocess, sys, time
@@ -147,3 +150,31 @@ def test_sigterm_to_the_supervisor_kills_the_trainer_and_writes_no_summary(tmp_p
         os.kill(trainer_pid, 0)
     assert not run.summary.exists()
     assert fsio.read_json(status)["phase"] == "interrupted"  # status no longer claims that it trains
+
+
+def test_the_journal_records_the_attempts(tmp_path):
+    root = make_project(tmp_path / "p")
+    study = Study.load(Project(root), root / "config" / "config.yaml")
+    trained, config = setup_run(root)  # trained under runs/s/, then filed as a run of the study
+    summary = supervisor.run_trainer(argv("kill-once"), trained, config, root, max_retries=1)
+    run = study.paths.run("00001")
+    run.dir.mkdir(parents=True)
+    fsio.atomic_write_json(run.summary, summary)
+    fsio.atomic_write_json(run.verdict, {"verdict": "baseline", "value": 0.5, "seed_values": [0.5],
+                                         "compared_to": None, "delta": None, "interval": None, "reason": "first",
+                                         "judged_at": "2026-01-01T00:00:00+00:00"})
+    entry = journal.build_entry(study, run)
+    assert entry["attempts"] == 2
+    schemas.validate(entry, "history_entry")
+    assert "- attempts: 2 (the system killed the trainer" in journal.labbook_section(study, entry, run)
+
+
+@pytest.mark.slow
+def test_in_the_loop_a_hung_run_is_marked_timeout_and_the_loop_goes_on(tmp_path):
+    root = make_slow_project(tmp_path / "p", iterations=2, budget={"max_seconds_per_run": 0.5},
+                             baseline={"steps": 3, "step_seconds": 0.01, "quality": 0.7, "hang_run": "00001"})
+    snakemake(root)
+    first, second = history(root)
+    assert (first["run_id"], first["status"], first["verdict"]) == ("00001", "timeout", "failed")
+    assert "process group was killed" in first["error"]
+    assert (second["run_id"], second["status"], second["verdict"]) == ("00002", "completed", "baseline")
