@@ -177,13 +177,13 @@ class TrainerRun:
         if self.train_started is not None and not self.train_seconds:
             self.train_seconds = time.monotonic() - self.train_started
         goal = self.config["metric"]["goal"]
+        example_name, example_goal = fields.pop("per_example_name", "score"), fields.pop("per_example_goal", goal)
         summary = {
             "status": status or self.end_reason or "completed",
             "metric": {"name": self.config["metric"]["name"], "value": _finite_or_none(metric_value), "goal": goal},
             "per_example": None
             if per_example is None
-            else {"name": fields.pop("per_example_name", "score"), "goal": fields.pop("per_example_goal", goal),
-                  "values": [float(v) for v in per_example]},
+            else {"name": example_name, "goal": example_goal, "values": [float(v) for v in per_example]},
             "metrics": {k: _finite_or_none(v) for k, v in (metrics or {}).items()},
             "seed": self.seed,
             "steps": int(self.steps),
