@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import logging
 
-from autopilot import fsio, gpus, judge, ledger, supervisor
+from autopilot import fsio, gpus, judge, ledger, lm_data, supervisor
 from autopilot.paths import RunPaths
 from autopilot.study import Study
 
@@ -66,7 +66,11 @@ def planned_extra_seeds(study: Study, config: dict, first: dict, history: list[d
 def train_run(study: Study, run_id: str) -> list[dict]:
     """Train the run's seeds on a GPU of its own (where the machine has several; see `autopilot.gpus`)."""
     with gpus.claim():
-        return train_seeds(study, run_id)
+        summaries = train_seeds(study, run_id)
+    # data.source: queue - the run's claimed dataset goes to queue/done/, or back to its queue if the run did
+    # not complete; an interrupted `autopilot train` never gets here, so the entry waits in processing/
+    lm_data.release_after_run(study.project, study.paths.run(run_id).dir, summaries)
+    return summaries
 
 
 def train_seeds(study: Study, run_id: str) -> list[dict]:
