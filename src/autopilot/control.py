@@ -26,6 +26,7 @@ from pathlib import Path
 
 from autopilot import fsio
 from autopilot.paths import Project, StudyPaths
+from autopilot.study import Study
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def skip(project: Project) -> str:
 
 
 # --- the study's own pause ------------------------------------------------------------------------------
-def pause_study(study, reason: str, by: str, last_run: str | None) -> None:
+def pause_study(study: Study, reason: str, by: str, last_run: str | None) -> None:
     """Pause a study with a reason: runs/<study>/paused.json and a section in labbook.md.
 
     The file stays after `resume` (with `resumed_at`) so that the runs up to `last_run` are not counted

@@ -76,7 +76,10 @@ def watch(project: Project, study_name: str | None, interval: float, once: bool,
     if as_json or once:
         while True:
             snap = snapshot(study)
-            click.echo(json.dumps(snap)) if as_json else Console().print(render(snap))
+            if as_json:
+                click.echo(json.dumps(snap))
+            else:
+                Console().print(render(snap))
             if once:
                 return
             time.sleep(interval)
