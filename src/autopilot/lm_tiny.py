@@ -60,13 +60,14 @@ def model_config(vocab_size: int, hidden: int = 64, layers: int = 2, heads: int 
     )
 
 
-def build_model(folder: Path, tokenizer, seed: int = 0, **size) -> Path:
-    """Save a randomly initialised Qwen3 model of the given size and `tokenizer` into `folder`."""
+def build_model(folder: Path, tokenizer, seed: int = 0, vocab_size: int | None = None, **size) -> Path:
+    """Save a randomly initialised Qwen3 model of the given size and `tokenizer` into `folder`. `vocab_size`
+    (default: the tokenizer's) may be larger, to give a benchmark model the output layer of a real one."""
     import torch
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    config = model_config(len(tokenizer), eos_token_id=tokenizer.eos_token_id,
+    config = model_config(max(vocab_size or 0, len(tokenizer)), eos_token_id=tokenizer.eos_token_id,
                           pad_token_id=tokenizer.pad_token_id, **size)
     model = AutoModelForCausalLM.from_config(config)
     folder = Path(folder)
@@ -76,9 +77,10 @@ def build_model(folder: Path, tokenizer, seed: int = 0, **size) -> Path:
 
 
 def build_tiny_lm(folder: Path, texts: list[str], vocab_size: int = 512, seed: int = 0,
-                  chat_template: str | None = CHATML_TEMPLATE, **size) -> Path:
+                  chat_template: str | None = CHATML_TEMPLATE, model_vocab_size: int | None = None, **size) -> Path:
     """Tokenizer trained on `texts` plus a model of `size` (see model_config), saved together in `folder`."""
-    return build_model(folder, build_tokenizer(texts, vocab_size, chat_template), seed=seed, **size)
+    return build_model(folder, build_tokenizer(texts, vocab_size, chat_template), seed=seed,
+                       vocab_size=model_vocab_size, **size)
 
 
 # ---------------------------------------------------------------- synthetic data

@@ -278,7 +278,7 @@ def train(run: TrainerRun) -> dict:
         loss, n = train_step(model, opt, sched, micro, cfg, precision, pad_id)
         step, tokens, samples = step + 1, tokens + n, samples + sum(len(m) for m in micro)
         seconds = time.monotonic() - t0
-        run.step(step, loss=loss, lr=lr, tokens_per_second=round(tokens / seconds, 1))
+        run.step(step, loss=loss, lr=lr, tokens=n, tokens_per_second=round(tokens / seconds, 1))
         metric = None
         if cfg.eval_every and step % cfg.eval_every == 0 and step < steps:
             metric = validation_loss(run, model, tokenizer, eval_set, precision, step)

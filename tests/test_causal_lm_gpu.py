@@ -1,0 +1,74 @@
+"""The causal-LM task on a CUDA GPU: bf16 full and LoRA fine-tunes, resume, a real out-of-memory.
+
+Skipped unless AUTOPILOT_GPU_TESTS=1 (and a CUDA device is there): `AUTOPILOT_GPU_TESTS=1 pytest -m gpu`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from conftest_lm import TRAIN_CHATS, argv, make_lm_project, tiny_model_fixture, write_config  # noqa: F401
+
+from autopilot import fsio, lm_tiny, supervisor
+from autopilot.contract import TrainerRun
+from autopilot.tasks import causal_lm
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(os.environ.get("AUTOPILOT_GPU_TESTS") != "1" or not torch.cuda.is_available(),
+                       reason="GPU tests run with AUTOPILOT_GPU_TESTS=1 on a machine with CUDA"),
+]
+
+
+def train(run, root) -> dict:
+    return causal_lm.train(TrainerRun(fsio.read_json(run.config), root=root))
+
+
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_fine_tunes_in_bf16_on_the_gpu(tmp_path, tiny_model_dir, finetune):
+    root = make_lm_project(tmp_path, tiny_model_dir)
+    precision = causal_lm.pick_precision(finetune)
+    assert precision.device.type == "cuda" and precision.autocast == torch.bfloat16
+    run = write_config(root, {"finetune": finetune, "lr": 1e-2, "max_steps": 20, "save_every": 5})
+    summary = train(run, root)
+    assert summary["status"] == "completed" and summary["device"].startswith("cuda")
+    assert summary["peak_memory_mb"] > 0 and summary["tokens_per_second"] > 0
+    first = next(m["loss"] for m in fsio.iter_jsonl(run.metrics) if "loss" in m)
+    assert summary["metrics"]["train_loss"] < first
+
+
+def test_resumes_on_the_gpu_close_to_an_uninterrupted_run(tmp_path, tiny_model_dir):
+    hp = {"finetune": "lora", "lr": 5e-3, "max_steps": 12, "save_every": 100}
+    ref_root = make_lm_project(tmp_path / "ref", tiny_model_dir)
+    expected = train(write_config(ref_root, hp), ref_root)
+    root = make_lm_project(tmp_path / "stopped", tiny_model_dir)
+    run = write_config(root, hp)
+    trainer = TrainerRun(fsio.read_json(run.config), root=root)
+    step = trainer.step
+
+    def stop_at_6(n, loss, **metrics):
+        step(n, loss, **metrics)
+        trainer.end_reason = "stopped" if n == 6 else None
+    trainer.step = stop_at_6
+    assert causal_lm.train(trainer)["status"] == "stopped"
+    resumed = train(run, root)
+    assert resumed["resumed_from_step"] == 6
+    # bf16 kernels are not bitwise deterministic: close, not equal
+    assert resumed["metric"]["value"] == pytest.approx(expected["metric"]["value"], rel=1e-2)
+
+
+def test_cuda_out_of_memory_is_reported_with_the_batch_size(tmp_path, tiny_model_dir, monkeypatch):
+    """A real OOM: a 2^24-token output layer makes the logits of one micro-batch larger than the GPU."""
+    root = make_lm_project(tmp_path, tiny_model_dir)
+    lm_tiny.build_tiny_lm(root / "models" / "huge-vocab", lm_tiny.corpus(TRAIN_CHATS), vocab_size=384,
+                          model_vocab_size=2**24,
+                          hidden=32, layers=1, heads=4, kv_heads=2, max_positions=256)
+    run = write_config(root, {"batch_size": 6, "max_length": 256, "packing": True, "max_steps": 2})
+    config = fsio.read_json(run.config)
+    fsio.atomic_write_json(run.config, {**config, "init_model": "models/huge-vocab"})
+    monkeypatch.setenv("AUTOPILOT_NO_WARMSTART", "1")
+    summary = supervisor.run_trainer(argv(run, root), run, fsio.read_json(run.config), root)
+    assert summary["status"] == "oom", summary["error"]
+    assert summary["error_detail"]["batch_size"] == 6 and "batch_size=6" in summary["error"]
