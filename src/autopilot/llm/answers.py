@@ -1,11 +1,13 @@
 """What the LLM must answer, as JSON Schemas derived from schemas/proposal.schema.yaml (never a copy).
 
 The worker answers the proposal's `overrides`, `rationale`, `hypothesis` and `housekeeping`; the mentor
-answers the proposal's `mentor.review`. Every string keeps the file's maxLength, so a model that loops
-produces an invalid answer, not an endless one. The schema sent to the LLM narrows `overrides` to the
-study's search space (names, types, ranges, choices: a server that turns schemas into grammars then keeps
-the values in range); the answer is checked against the file's wider form, so that a key or value outside
-the space reaches the guard and is rejected there, by name.
+answers the proposal's `mentor.review`. Every string is bounded, so a model that loops produces an invalid
+answer, not an endless one. The schema sent to the LLM is narrower than the file: `overrides` is limited to the
+study's search space (names, types, ranges, choices: a server that turns schemas into grammars then keeps the
+values in range), and no string may exceed SENT_MAX_CHARS (llama.cpp turns maxLength into a repetition that its
+grammar parser refuses, and then crashes on, past about a thousand; a small model that loops stops sooner). The
+answer is checked against the file's wider form, so that a key or value outside the space reaches the guard and
+is rejected there, by name.
 
 Usage:
     send, check = worker_schemas(study)
@@ -20,6 +22,7 @@ from autopilot import schemas
 from autopilot.study import Study
 
 WORKER_FIELDS = ("overrides", "rationale", "hypothesis", "housekeeping")
+SENT_MAX_CHARS = 600  # the longest string the schema sent to the LLM allows (the file allows more)
 
 
 def worker_schemas(study: Study) -> tuple[dict, dict]:
@@ -39,8 +42,8 @@ def mentor_schemas(study: Study) -> tuple[dict, dict]:
 
 
 def narrowed(schema: dict, study: Study) -> dict:
-    """`schema` with its `overrides` limited to the study's search space."""
-    out = copy.deepcopy(schema)
+    """`schema` with its `overrides` limited to the study's search space and its strings to SENT_MAX_CHARS."""
+    out = capped(copy.deepcopy(schema))
     wide = out["properties"]["overrides"]
     out["properties"]["overrides"] = {
         "type": "object", "description": wide.get("description", ""), "additionalProperties": False,
@@ -48,6 +51,19 @@ def narrowed(schema: dict, study: Study) -> dict:
         "properties": {key: value_schema(space) for key, space in study.search_space.items()},
     }
     return out
+
+
+def capped(schema):
+    """The schema with every maxLength at most SENT_MAX_CHARS, in place."""
+    if isinstance(schema, dict):
+        if "maxLength" in schema:
+            schema["maxLength"] = min(schema["maxLength"], SENT_MAX_CHARS)
+        for value in schema.values():
+            capped(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            capped(value)
+    return schema
 
 
 def value_schema(space: dict) -> dict:

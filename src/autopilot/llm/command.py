@@ -32,7 +32,7 @@ def run(settings: Settings, prompt: str) -> Reply:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True)
     except OSError as e:
-        raise LLMFailure(f"llm.command {argv[0]!r} cannot be started: {e.strerror}", "connection", meta) from None
+        raise LLMFailure(f"llm.command {argv[0]!r} cannot be started: {e.strerror}", "config", meta) from None
     try:
         out, err = proc.communicate(prompt.encode("utf-8"), timeout=settings.timeout)
     except subprocess.TimeoutExpired:

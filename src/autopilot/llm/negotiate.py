@@ -1,10 +1,11 @@
 """Structured output: which `response_format` an OpenAI-compatible endpoint takes, found once and remembered.
 
 Servers differ. OpenAI and vLLM take `{"type": "json_schema", "json_schema": {...}}`; llama.cpp's server
-rejects that form with a 4xx and takes `{"type": "json_object", "schema": {...}}`, which it turns into a
-grammar; some take neither. The client tries them in this order, moves on only when a 4xx names the
-response format, and the form that worked is kept per endpoint in runs/<study>/llm_endpoints.json, so later
-runs start with it. Without any form the prompt alone asks for JSON, and the reply is parsed all the same.
+rejects that form with an error that names it (a 4xx; llama-cpp-python's is a 500) and takes
+`{"type": "json_object", "schema": {...}}`, which it turns into a grammar; some take neither. The client tries
+them in this order, moves on only when an error names the response format, and the form that worked is kept
+per endpoint in runs/<study>/llm_endpoints.json, so later runs start with it. Without any form the prompt
+alone asks for JSON, and the reply is parsed all the same.
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ def response_format(form: str, schema: dict) -> dict | None:
 
 
 def rejects_format(status: int, body: str) -> bool:
-    """A 4xx that names the response format: the server does not take this form (401, 404... are other faults)."""
-    return status in (400, 422) and bool(FORMAT_ERROR.search(body))
+    """A 4xx that names the response format: the server does not take this form (401, 404... are other faults).
+    llama-cpp-python's server reports that validation error as a 500, so a 5xx that names the field counts too."""
+    if status in (400, 422):
+        return bool(FORMAT_ERROR.search(body))
+    return status >= 500 and "response_format" in body
 
 
 def order(audit: Audit, endpoint: str) -> list[str]:
