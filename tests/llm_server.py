@@ -47,11 +47,13 @@ def error(status: int, message: str = "error", headers: dict | None = None) -> S
                 {"Content-Type": "application/json", **(headers or {})})
 
 
-def llama_cpp_like(answer: Callable[[dict], Step]) -> Callable[[dict], Step]:
-    """A script that rejects the OpenAI json_schema form the way llama.cpp's server does (422 naming it)."""
+def llama_cpp_like(answer: Callable[[dict], Step], status: int = 422) -> Callable[[dict], Step]:
+    """A script that rejects the OpenAI json_schema form the way llama.cpp's servers do: an error naming the
+    field (llama-cpp-python 0.3 answers 500 with pydantic's message)."""
     def handle(body: dict) -> Step:
         if (body.get("response_format") or {}).get("type") == "json_schema":
-            return error(422, "body -> response_format -> type: Input should be 'text' or 'json_object'")
+            return error(status, "1 validation error: {'type': 'literal_error', 'loc': ('body', 'response_format', "
+                                 "'type'), 'msg': \"Input should be 'text' or 'json_object'\"}")
         return answer(body)
     return handle
 

@@ -34,7 +34,8 @@ def test_valid_answer_becomes_the_proposal_with_its_exchange_on_disk(tmp_path):
     assert set(schema["required"]) == {"overrides", "rationale", "hypothesis", "housekeeping"}
     assert schema["properties"]["overrides"]["properties"]["lr"] == {"type": "number", "minimum": 0.0005,
                                                                      "maximum": 0.02}
-    assert schema["properties"]["rationale"]["maxLength"] == 4000  # bounded strings, from the proposal schema
+    assert schema["properties"]["rationale"]["maxLength"] == 600  # bounded strings, capped for grammars
+    assert schema["properties"]["housekeeping"]["properties"]["resolved_todos"]["items"]["maxLength"] == 20
     folder = run_files(study)
     assert (folder / "worker.prompt.md").read_text() == body["messages"][-1]["content"]
     assert json.loads((folder / "worker.response.txt").read_text()) == GOOD_ANSWER
@@ -143,12 +144,13 @@ def test_connection_refused_is_retried_then_falls_back(tmp_path):
     assert meta["attempts"] == 3 and len(meta["errors"]) == 3
 
 
-def test_negotiation_falls_to_json_object_and_is_remembered(tmp_path):
-    with ScriptedLLM(llama_cpp_like(lambda body: reply(GOOD_ANSWER))) as server:
+@pytest.mark.parametrize("status", [422, 500])
+def test_negotiation_falls_to_json_object_and_is_remembered(tmp_path, status):
+    with ScriptedLLM(llama_cpp_like(lambda body: reply(GOOD_ANSWER), status)) as server:
         study = llm_study(tmp_path, server.url)
         first = propose_run(study, "00004")
         forms = [(r["body"].get("response_format") or {}).get("type") for r in server.requests]
-        assert forms == ["json_schema", "json_object"]
+        assert forms == ["json_schema", "json_object"]  # not retried as a 500: it names the format
         assert "properties" in server.requests[1]["body"]["response_format"]["schema"]
         cache = fsio.read_json(study.paths.dir / "llm_endpoints.json")
         assert cache[server.url]["response_format"] == "json_object"
