@@ -30,12 +30,20 @@ def script(body: dict):
     return reply("Bold idea:\n```json\n" + fsio.dumps_json(wild) + "```")
 
 
+KEY = "sk-e2e-9b1f-never-on-disk"
+
+
 def test_three_iterations_with_the_llm_and_the_mentor(tmp_path, monkeypatch):
     with ScriptedLLM(script) as server:
         monkeypatch.setenv("AUTOPILOT_LLM_BASE_URL", server.url)  # reaches `autopilot propose` through Snakemake
+        monkeypatch.setenv("E2E_LLM_KEY", KEY)
         root = make_project(tmp_path / "p", policy="llm", iterations=3, mentor={"every_n_runs": 2},
-                            llm={"base_url": "http://127.0.0.1:9/v1", "retries": 1, "timeout_seconds": 10})
-        snakemake(root)
+                            llm={"base_url": "http://127.0.0.1:9/v1", "retries": 1, "timeout_seconds": 10,
+                                 "api_key_env": "E2E_LLM_KEY"})
+        snakemake(root, "--verbose")
+    assert {r["headers"]["Authorization"] for r in server.requests} == {f"Bearer {KEY}"}
+    for path in tmp_path.rglob("*"):  # run folders, logs, Snakemake's own records: the key is in none of them
+        assert not path.is_file() or KEY.encode() not in path.read_bytes(), path
     study = root / "runs" / "digits_cnn"
     second, third = (fsio.read_json(study / r / "proposal.json") for r in ("00002", "00003"))
     assert second["policy"] == "llm:openai" and second["fallback_from"] is None
