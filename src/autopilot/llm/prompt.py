@@ -29,8 +29,12 @@ from autopilot.policies import Context, describe_overrides
 log = logging.getLogger(__name__)
 
 NOTES_CHARS = 3000  # of each notes file, before the prompt has to shrink
-SHRINK_STEPS = ((None, NOTES_CHARS), ("recent", NOTES_CHARS), ("recent", 800), (3, 800), (3, 200))
-"""(runs shown in full - None: all, "recent": llm.recent_runs -, notes chars), tried in order until it fits."""
+
+
+def shrink_steps(recent: int) -> list[tuple[int | None, int]]:
+    """(latest runs shown in full - None: all -, characters of each notes file), tried in order until it fits."""
+    few = min(recent, 3)
+    return [(None, NOTES_CHARS), (recent, NOTES_CHARS), (recent, 800), (few, 800), (few, 200)]
 
 
 def worker_prompt(ctx: Context, optimizer: str = "") -> str:
@@ -45,10 +49,7 @@ def mentor_prompt(ctx: Context, proposal: dict, optimizer: str = "") -> str:
 def fit(ctx: Context, role: str, extra: dict) -> str:
     cfg = ctx.study.config["llm"]
     template = load_template(ctx, role)
-    for shown, notes in SHRINK_STEPS:
-        shown = cfg["recent_runs"] if shown == "recent" else shown
-        if shown is not None:
-            shown = min(shown, cfg["recent_runs"])
+    for shown, notes in shrink_steps(cfg["recent_runs"]):
         text = render(template, {**sections(ctx, shown, notes), **extra})
         if len(text) <= cfg["max_prompt_chars"]:
             return text
