@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,34 @@ def test_the_dag_holds_the_new_generations_only_and_each_waits_for_the_whole_pre
     propose_inputs = re.findall(r"rule propose_run:\n\s+input: (.*)\n", out)
     assert sorted(propose_inputs) == sorted(["queue/.ingest.done"] * 2 + [
         "runs/digits_cnn/00031/verdict.json, runs/digits_cnn/00032/verdict.json"] * 2)
+
+
+def test_a_generation_killed_midway_resumes_with_the_same_proposals_and_a_consistent_ledger(tmp_path):
+    from test_chaos import kill_all
+
+    root = make_project(tmp_path / "p", generation_size=3, baseline=TIMED_BASELINE).resolve()
+    snakemake(root, "--config", "iterations=1")
+    study = root / "runs" / "digits_cnn"
+    proc = subprocess.Popen([str(VENV_BIN / "snakemake"), "-c2", "--profile", "profiles/local", "--config",
+                             "iterations=3"], cwd=root, env=env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list(study.glob("0000[234]/proposal.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    kill_all(root)  # snakemake, its jobs and the trainers, mid-generation
+    proc.wait()
+    before = {p.parent.name: fsio.read_json(p) for p in study.glob("0000[234]/proposal.json")}
+    assert before, "no proposal of generation 2 was written before the kill"
+    snakemake(root, "--unlock")
+    snakemake(root, "--config", "iterations=3")
+    entries = history(root)
+    assert sorted(e["run_id"] for e in entries) == ["00001", "00002", "00003", "00004"]
+    for run_id, proposal in before.items():  # a run proposed before the kill kept its place and its point
+        after = fsio.read_json(study / run_id / "proposal.json")
+        assert (after["generation"], after["generation_index"], after["overrides"]) == (
+            proposal["generation"], proposal["generation_index"], proposal["overrides"])
+    for e in entries:  # every run was judged against the best run before its generation
+        best = ledger.best_entry(ledger.before_generation(entries, e["generation"]))
+        judged = best is not None and e["verdict"] not in ("failed", "stopped", "skipped")
+        assert e["compared_to"] == (best["run_id"] if judged else None)
+        assert (best is None) == (e["verdict"] == "baseline")
