@@ -22,6 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -194,17 +195,72 @@ def train_step(model, opt, sched, micro: list[list[lm_data.Example]], cfg: Train
     return total.item(), tokens
 
 
+# ---------------------------------------------------------------- setup
+
+@dataclass
+class Setup:
+    """What the loop works with, built (or restored from the last checkpoint) before the first step."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    opt: torch.optim.Optimizer
+    sched: Any
+    batches: lm_data.MicroBatches
+    eval_set: causal_lm_eval.EvalSet
+    metric_name: str
+    total_steps: int
+    state: dict | None  # the checkpoint resumed from
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+
+
+def model_folder(run: TrainerRun) -> Path:
+    if not run.config.get("init_model"):
+        raise TrainerError("config.json init_model is missing: a causal_lm study sets model.path")
+    folder = resolve(run, run.config["init_model"])
+    if not (folder / "config.json").is_file():
+        raise TrainerError(f"{run.config['init_model']}: no model folder (config.json) there; model.path names a "
+                           "local folder as save_pretrained writes it")
+    return folder
+
+
+def prepare(run: TrainerRun, cfg: TrainConfig, precision: Precision) -> Setup:
+    """Tokenizer, model, data, optimizer and schedule; from the last checkpoint when there is one."""
+    model_dir = model_folder(run)
+    run.heartbeat(phase="load", force=True)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    last, state = resume_state(run, cfg)
+    torch.manual_seed(run.seed)
+    if last is not None and cfg.finetune == "full":
+        model = load_model(last / "model", cfg, precision)
+    else:
+        model = load_model(model_dir, cfg, precision, adapter=last / "adapter" if last is not None else None)
+    examples, eval_set = load_data(run, cfg, tokenizer, model.config.max_position_embeddings)
+    batches = lm_data.MicroBatches(examples, cfg.batch_size, run.seed)
+    steps = total_steps(cfg, batches)
+    opt = make_optimizer(model, cfg, precision.device)
+    sched = get_scheduler(cfg.schedule, opt, num_warmup_steps=round(cfg.warmup_ratio * steps),
+                          num_training_steps=steps)
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        checkpoints.set_rng_state(state["rng"])  # last: the dropout of the next step draws from here
+    return Setup(model, tokenizer, opt, sched, batches, eval_set, check_metric(run, eval_set), steps, state)
+
+
 # ---------------------------------------------------------------- checkpoints
 
-def save_checkpoint(run: TrainerRun, model, tokenizer, opt, sched, cfg: TrainConfig, step: int,
-                    metric: float | None, trained_seconds: float) -> Path:
+def save_checkpoint(run: TrainerRun, s: Setup, cfg: TrainConfig, step: int, metric: float | None,
+                    trained_seconds: float) -> Path:
     """Weights as save_pretrained writes them (model/ or adapter/, with the tokenizer) and the training state."""
     def write_weights(folder: Path) -> None:
         target = folder / ("adapter" if cfg.finetune == "lora" else "model")
-        model.save_pretrained(target)
-        tokenizer.save_pretrained(target)
+        s.model.save_pretrained(target)
+        s.tokenizer.save_pretrained(target)
 
-    state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": checkpoints.rng_state(),
+    state = {"optimizer": s.opt.state_dict(), "scheduler": s.sched.state_dict(), "rng": checkpoints.rng_state(),
              "step": step, "data_position": step * cfg.grad_accum, "finetune": cfg.finetune,
              "trained_seconds": trained_seconds}
     ckpt_dir = run.run_dir / "checkpoint"
@@ -234,85 +290,58 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def train(run: TrainerRun) -> dict:
     cfg = TrainConfig(**run.hparams)
-    if not run.config.get("init_model"):
-        raise TrainerError("config.json init_model is missing: a causal_lm study sets model.path")
-    model_dir = resolve(run, run.config["init_model"])
-    if not (model_dir / "config.json").is_file():
-        raise TrainerError(f"{run.config['init_model']}: no model folder (config.json) there; model.path names a "
-                           "local folder as save_pretrained writes it")
     precision = pick_precision(cfg.finetune)
     run.device = str(precision.device)
-    run.heartbeat(phase="load", force=True)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    last, state = resume_state(run, cfg)
+    s = prepare(run, cfg, precision)
+    step, trained_before = (s.state["step"], s.state["trained_seconds"]) if s.state else (0, 0.0)
+    run.log_metrics(step, event="resume" if s.state else "start", total_steps=s.total_steps,
+                    trainable_params=sum(p.numel() for p in s.model.parameters() if p.requires_grad))
 
-    torch.manual_seed(run.seed)
-    if last is not None and cfg.finetune == "full":
-        model = load_model(last / "model", cfg, precision)
-    else:
-        model = load_model(model_dir, cfg, precision, adapter=last / "adapter" if last is not None else None)
-    examples, eval_set = load_data(run, cfg, tokenizer, model.config.max_position_embeddings)
-    metric_name = check_metric(run, eval_set)
-    batches = lm_data.MicroBatches(examples, cfg.batch_size, run.seed)
-    steps = total_steps(cfg, batches)
-    opt = make_optimizer(model, cfg, precision.device)
-    sched = get_scheduler(cfg.schedule, opt, num_warmup_steps=round(cfg.warmup_ratio * steps),
-                          num_training_steps=steps)
-    step, trained_before = 0, 0.0
-    if state is not None:
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        step, trained_before = state["step"], state["trained_seconds"]
-        checkpoints.set_rng_state(state["rng"])  # last: the dropout of the next step draws from here
-    run.log_metrics(step, event="resume" if state else "start", total_steps=steps,
-                    trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad))
-
-    model.train()
-    run.begin_training(total_steps=steps, start_step=step)
+    s.model.train()
+    run.begin_training(total_steps=s.total_steps, start_step=step)
     run.poll_control()  # a pause or stop that is already there holds before the first step
     t0, tokens, samples, metric = time.monotonic(), 0, 0, None
-    while step < steps and not run.should_end:
-        micro = [batches[step * cfg.grad_accum + i] for i in range(cfg.grad_accum)]
-        lr = sched.get_last_lr()[0]  # the rate this step uses
-        loss, n = train_step(model, opt, sched, micro, cfg, precision, pad_id)
+    while step < s.total_steps and not run.should_end:
+        micro = [s.batches[step * cfg.grad_accum + i] for i in range(cfg.grad_accum)]
+        lr = s.sched.get_last_lr()[0]  # the rate this step uses
+        loss, n = train_step(s.model, s.opt, s.sched, micro, cfg, precision, s.pad_id)
         step, tokens, samples = step + 1, tokens + n, samples + sum(len(m) for m in micro)
         seconds = time.monotonic() - t0
         run.step(step, loss=loss, lr=lr, tokens=n, tokens_per_second=round(tokens / seconds, 1))
         metric = None
-        if cfg.eval_every and step % cfg.eval_every == 0 and step < steps:
-            metric = validation_loss(run, model, tokenizer, eval_set, precision, step)
-        if step % cfg.save_every == 0 and step < steps:
-            save_checkpoint(run, model, tokenizer, opt, sched, cfg, step, metric, trained_before + seconds)
+        if cfg.eval_every and step % cfg.eval_every == 0 and step < s.total_steps:
+            metric = validation_loss(run, s, precision, step)
+        if step % cfg.save_every == 0 and step < s.total_steps:
+            save_checkpoint(run, s, cfg, step, metric, trained_before + seconds)
     run.end_training()
     run.train_seconds = time.monotonic() - t0
 
     result = None
     if not run.should_end:  # stopped, skipped or out of time: no evaluation, only the checkpoint
-        result = causal_lm_eval.evaluate(model, tokenizer, eval_set, precision.device,
+        result = causal_lm_eval.evaluate(s.model, s.tokenizer, s.eval_set, precision.device,
                                          progress=lambda: run.heartbeat(phase="evaluate"))
         metric = result["metrics"][causal_lm_eval.PRIMARY]
         run.log_metrics(step, **result["metrics"])
     # on stop too; a step saved already (stopped right after a save, resumed at the end) is kept as it is
-    final = None if step == 0 else save_checkpoint(run, model, tokenizer, opt, sched, cfg, step, metric,
-                                                   trained_before + run.train_seconds)
+    final = save_checkpoint(run, s, cfg, step, metric, trained_before + run.train_seconds) if step else None
+    seconds = max(run.train_seconds, 1e-9)
     return run.finish(
-        metric_value=None if result is None else result["metrics"][metric_name],
-        per_example=None if result is None else result["per_example"][metric_name],
-        per_example_name=metric_name, per_example_goal=causal_lm_eval.GOALS[metric_name],
+        metric_value=None if result is None else result["metrics"][s.metric_name],
+        per_example=None if result is None else result["per_example"][s.metric_name],
+        per_example_name=s.metric_name, per_example_goal=causal_lm_eval.GOALS[s.metric_name],
         metrics={**(result["metrics"] if result else {}), "train_loss": run.last_loss,
-                 "train_sequences": float(len(examples)), "epochs": step * cfg.grad_accum / batches.per_epoch},
-        tokens_per_second=round(tokens / max(run.train_seconds, 1e-9), 1),
-        samples_per_second=round(samples / max(run.train_seconds, 1e-9), 2),
+                 "train_sequences": float(len(s.batches.examples)),
+                 "epochs": step * cfg.grad_accum / s.batches.per_epoch},
+        tokens_per_second=round(tokens / seconds, 1), samples_per_second=round(samples / seconds, 2),
         peak_memory_mb=peak_memory_mb(precision.device),
         checkpoint=str(final.relative_to(run.root)) if final else None,
-        resumed_from_step=state["step"] if state else None,
+        resumed_from_step=s.state["step"] if s.state else None,
     )
 
 
-def validation_loss(run: TrainerRun, model, tokenizer, eval_set, precision: Precision, step: int) -> float:
+def validation_loss(run: TrainerRun, s: Setup, precision: Precision, step: int) -> float:
     """The sealed evaluation's val_loss during training (no generation): the checkpoint's metric."""
-    result = causal_lm_eval.evaluate(model, tokenizer, eval_set, precision.device, generate=False,
+    result = causal_lm_eval.evaluate(s.model, s.tokenizer, s.eval_set, precision.device, generate=False,
                                      progress=lambda: run.heartbeat(phase="evaluate"))
     run.log_metrics(step, val_loss=result["metrics"]["val_loss"])
     run.heartbeat(phase="train", force=True)
