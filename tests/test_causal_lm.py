@@ -12,6 +12,7 @@ import time
 import pytest
 import torch
 from conftest_lm import (
+    VAL_CHATS,
     VAL_COMPLETIONS,
     argv,
     losses_by_step,
@@ -23,12 +24,12 @@ from conftest_lm import (
 )
 from peft import PeftModel
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from autopilot import checkpoints, contract, fsio, schemas, supervisor
 from autopilot.contract import TrainerRun
 from autopilot.errors import TrainerError
-from autopilot.tasks import causal_lm
+from autopilot.tasks import causal_lm, causal_lm_eval
 
 
 @pytest.fixture(autouse=True)
@@ -118,20 +119,40 @@ def test_packing_fills_sequences_and_lora_targets_named_modules(tmp_path, tiny_m
     assert keys and all("q_proj" in k or "v_proj" in k for k in keys)
 
 
-def test_exact_match_on_a_completion_validation_file(tmp_path, tiny_model_dir):
+SYLLO = [{"puzzle": "Syllables: lot, pi\n1. someone who flies planes (2 syllables)", "answer": "pilot", "level": 1},
+         {"puzzle": "Syllables: na, ba, na\n1. a long yellow fruit (3 syllables)", "answer": "banana", "level": 1}]
+
+
+@pytest.mark.parametrize("spec, records", [("completion_v1", VAL_COMPLETIONS[:2]), ("syllo_v1", SYLLO)])
+def test_exact_match_by_greedy_generation(tmp_path, tiny_model_dir, spec, records):
     """A model trained on its own validation answers (with a high rate) gets them all; an untrained one none."""
-    root = make_lm_project(tmp_path, tiny_model_dir, val=VAL_COMPLETIONS[:2])
-    write_jsonl(root / "data" / "memorize.jsonl", VAL_COMPLETIONS[:2] * 8)
-    hp = {"lr": 1e-2, "max_steps": 30, "batch_size": 4, "warmup_ratio": 0.0, "save_every": 100}
-    run = write_config(root, hp, spec="completion_v1", metric=("exact_match", "maximize"),
-                       train_file="data/memorize.jsonl")
+    root = make_lm_project(tmp_path, tiny_model_dir, val=records)
+    write_jsonl(root / "data" / "memorize.jsonl", records * 8)
+    hp = {"lr": 1e-2, "max_steps": 30, "batch_size": 4, "warmup_ratio": 0.0, "save_every": 100, "max_length": 160}
+    run = write_config(root, hp, spec=spec, metric=("exact_match", "maximize"), train_file="data/memorize.jsonl")
     summary = train_in_process(run, root)
     assert summary["metric"]["name"] == "exact_match" and summary["per_example"]["goal"] == "maximize"
     assert summary["per_example"]["values"] == [1.0, 1.0]
     assert summary["metrics"]["val_loss"] < 0.1
-    cold = write_config(root, {**hp, "lr": 0.0, "max_steps": 1}, run_id="00002", spec="completion_v1",
+    cold = write_config(root, {**hp, "lr": 0.0, "max_steps": 1}, run_id="00002", spec=spec,
                         train_file="data/memorize.jsonl")
     assert train_in_process(cold, root)["metrics"]["exact_match"] == 0.0
+
+
+def test_per_example_loss_is_the_mean_over_answer_tokens(tiny_model_dir):
+    """Batched, padded and sorted by length, each score equals the model's own loss on that example alone."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, local_files_only=True)
+    eval_set = causal_lm_eval.build_eval_set(tokenizer, VAL_CHATS, "chat_sft_v1", max_positions=256)
+    calls = []
+    losses, total, count = causal_lm_eval.example_losses(model, eval_set, tokenizer.pad_token_id,
+                                                         torch.device("cpu"), progress=lambda: calls.append(1))
+    assert len(calls) >= 1 and len(losses) == len(VAL_CHATS)
+    with torch.no_grad():
+        for example, loss in zip(eval_set.examples, losses, strict=True):
+            alone = model(input_ids=torch.tensor([example.input_ids]), labels=torch.tensor([example.labels])).loss
+            assert loss == pytest.approx(float(alone), rel=1e-4)
+    assert count == sum(e.n_target for e in eval_set.examples)
 
 
 def test_the_measurement_does_not_depend_on_the_hyperparameters(tmp_path, tiny_model_dir):
