@@ -108,15 +108,16 @@ def test_grad_accumulation_is_a_token_mean_over_the_whole_step(tmp_path, tiny_mo
         assert a[step][0] == pytest.approx(b[step][0], rel=1e-5)
 
 
-def test_packing_fills_sequences_and_lora_targets_named_modules(tmp_path, tiny_model_dir):
+def test_packing_lora_targets_and_gradient_checkpointing(tmp_path, tiny_model_dir):
     root = make_lm_project(tmp_path, tiny_model_dir)
     run = write_config(root, {"packing": True, "max_length": 32, "max_steps": 4, "finetune": "lora",
-                              "lora_target_modules": "q_proj, v_proj"})
+                              "lora_target_modules": "q_proj, v_proj", "gradient_checkpointing": True})
     summary = train_in_process(run, root)
     assert summary["status"] == "completed"
     assert summary["metrics"]["train_sequences"] < 48  # 48 short chats packed into fewer 32-token sequences
     keys = load_file(root / summary["checkpoint"] / "adapter" / "adapter_model.safetensors")
     assert keys and all("q_proj" in k or "v_proj" in k for k in keys)
+    assert all(v.abs().sum() > 0 for k, v in keys.items() if "lora_B" in k)  # trained through the recomputation
 
 
 SYLLO = [{"puzzle": "Syllables: lot, pi\n1. someone who flies planes (2 syllables)", "answer": "pilot", "level": 1},
