@@ -4,8 +4,8 @@ A connection error, a 429 or a 5xx is retried up to llm.retries times, waiting b
 server's Retry-After when it gives one (a Retry-After longer than timeout_seconds is not waited for). A
 request that times out is not retried: a server that slow would only hold the loop up longer. Any other
 4xx fails at once. An error that names the response format (a 4xx, or llama-cpp-python's 500) makes the
-client try the next form instead (`autopilot.llm.negotiate`). The API key goes into the Authorization header and nowhere else: error bodies
-are redacted before anything is kept.
+client try the next form instead (`autopilot.llm.negotiate`). The API key goes into the Authorization header
+and nowhere else: error bodies are redacted before anything is kept.
 
 Usage:
     reply = chat(settings, prompt, schema, audit)    # Reply(text, meta) or LLMFailure
