@@ -17,3 +17,4 @@ def test_schema_is_valid(name):
 def test_unknown_schema_is_a_clear_error():
     with pytest.raises(schemas.SchemaError, match="unknown schema"):
         schemas.load("nope")
+
