@@ -67,24 +67,16 @@ def save(
             write_extra(tmp)
         for p in tmp.rglob("*"):
             if p.is_file():
-                _fsync_file(p)
+                fsio.fsync_path(p)
         fsio.atomic_write_json(tmp / META_FILE, {"step": step, "metric": metric, "time": time.time()})
         if final.exists():  # a folder without meta.json: an incomplete leftover, never a good checkpoint
             shutil.rmtree(final)
         os.rename(tmp, final)
-        fsio.fsync_dir(ckpt_dir)
+        fsio.fsync_path(ckpt_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def complete(ckpt_dir: Path) -> list[Path]:

@@ -19,8 +19,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def fsync_dir(path: Path) -> None:
-    """Persist a rename or a new entry in `path` (a folder)."""
+def fsync_path(path: Path) -> None:
+    """Persist the contents of a file, or a rename or new entry in a folder."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -43,7 +43,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def _umask() -> int:
@@ -79,15 +79,7 @@ def read_json(path: Path) -> Any:
 
 def append_jsonl(path: Path, obj: Any) -> None:
     """Append one record as one line with a single write, then fsync."""
-    line = (json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _append_bytes(path, (json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8"))
 
 
 def iter_jsonl(path: Path) -> Iterator[dict]:
@@ -107,11 +99,15 @@ def iter_jsonl(path: Path) -> Iterator[dict]:
 
 def append_text(path: Path, text: str) -> None:
     """Append text (a labbook section) with one write and fsync."""
+    _append_bytes(path, text.encode("utf-8"))
+
+
+def _append_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
-        os.write(fd, text.encode("utf-8"))
+        os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -123,7 +123,7 @@ def claim_next(project: Project) -> Path | None:
             except FileNotFoundError:
                 continue  # another caller claimed it first
             _move_report(entry, target)
-            fsio.fsync_dir(project.processing)
+            fsio.fsync_path(project.processing)
             log.info("claimed %s (%s)", target.name, priority)
             return target
     return None
@@ -156,7 +156,7 @@ def _release(project: Project, path: Path, folder: Path) -> Path:
         raise QueueError(f"{target} already exists; an entry is never overwritten (move one of them by hand)")
     os.rename(path, target)
     _move_report(path, target)
-    fsio.fsync_dir(folder)
+    fsio.fsync_path(folder)
     log.info("%s -> %s", path.name, folder.name)
     return target
 
@@ -311,7 +311,7 @@ def publish(project: Project, folder: Path, original: str, data: Path, document:
             if link_new(data, folder / name):
                 for staged in [data, *(extras or {}).values()]:
                     staged.unlink()
-                fsio.fsync_dir(folder)
+                fsio.fsync_path(folder)
                 return folder / name
         for target in linked:  # lost a race for this name: give it back and try the next one
             target.unlink()
@@ -337,9 +337,9 @@ def move_file(src: Path, dst: Path) -> None:
         if e.errno != errno.EXDEV:
             raise
         _copy_across(src, dst)
-    fsio.fsync_dir(dst.parent)
+    fsio.fsync_path(dst.parent)
     os.unlink(src)
-    fsio.fsync_dir(src.parent)
+    fsio.fsync_path(src.parent)
 
 
 def _copy_across(src: Path, dst: Path) -> None:

@@ -231,7 +231,7 @@ def _remove_source(project: Project, path: Path, plan: Plan) -> None:
     os.unlink(path)
     if plan.sidecar is not None and _same_file(plan.sidecar, plan.sidecar_sha256, None):
         os.unlink(plan.sidecar)
-    fsio.fsync_dir(project.inbox)
+    fsio.fsync_path(project.inbox)
     (project.queue / INTENT).unlink(missing_ok=True)
 
 
@@ -387,7 +387,7 @@ def recover(project: Project) -> None:
                 os.unlink(source)
             if intent["sidecar"] and _same_file(project.inbox / intent["sidecar"], intent["sidecar_sha256"], None):
                 os.unlink(project.inbox / intent["sidecar"])
-        fsio.fsync_dir(project.inbox)
+        fsio.fsync_path(project.inbox)
         intent_path.unlink()
     for stale in queue.staging(project).iterdir():
         stale.unlink()
