@@ -23,5 +23,15 @@ rule all:
         get_planned_entries,
 
 
+onstart:
+    for started in hooks.on_start(workflow, PLAN, STUDY):
+        logger.info(f"autopilot: warming up the {started}")
+
+
+onsuccess:
+    hooks.finish_without_waiting()
+
+
 onerror:
     report_halt()
+    hooks.finish_without_waiting()

@@ -6,6 +6,7 @@ from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
 
+from autopilot import hooks
 from autopilot.paths import Project
 from autopilot.plan import ENV_VAR, Plan, plan_runs
 from autopilot.study import Study, check_config
@@ -46,10 +47,6 @@ def cap_gpus():
 
 
 cap_gpus()
-# A warm trainer pool started by one cluster job would be killed when that job ends, with the trainers it forked
-# for other jobs on the node: cluster jobs start their trainers themselves.
-if workflow.is_main_process and workflow.non_local_exec:
-    os.environ["AUTOPILOT_NO_WARMSTART"] = "1"
 
 
 def get_planned_entries(wildcards):
@@ -76,3 +73,4 @@ def report_halt():
     stop = PROJECT.control_file("stop")
     if stop.exists():
         logger.warning(f"autopilot: the loop stopped because {stop} exists; `autopilot resume` removes it")
+

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_cnn_task import HP, argv, write_config
 
-from autopilot import checkpoints, fsio, warmpool
+from autopilot import checkpoints, fsio, warmpool, warmsocket
 
 TRAIN = ("import sys, json; from pathlib import Path; from autopilot import supervisor, fsio; "
          "from autopilot.paths import RunPaths; root = Path.cwd(); run = RunPaths(root / 'runs/s' / sys.argv[1]); "
@@ -62,14 +62,14 @@ def test_pool_serves_later_runs_and_gives_the_same_results(root, monkeypatch):
         assert summary["status"] == "completed"
         assert summary["per_example"]["values"] == cold["per_example"]["values"]  # same seed, same model
     assert len(pool_pids(root)) == 1  # one pool served both runs
-    assert warmpool.socket_path(root, "cnn_digits").exists()
+    assert Path(warmpool.socket_path(root, "cnn_digits")).exists()
 
 
 def test_a_changed_package_retires_the_pool(root):
     write_config(root, HP, "00001")
     assert train_in_subprocess(root, "00001").wait(timeout=120) == 0
     [first] = pool_pids(root)
-    source = warmpool.PACKAGE_DIR / "tasks" / "__init__.py"
+    source = Path(warmsocket.PACKAGE_DIR) / "tasks" / "__init__.py"
     st = source.stat()
     os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     try:

@@ -29,10 +29,25 @@ def schema_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "schemas"
 
 
-@functools.cache
 def load(name: str) -> dict:
     """Load `schemas/<name>.schema.yaml` (name may contain a folder, e.g. `datasets/chat_sft_v1`)."""
-    path = schema_dir() / f"{name}.schema.yaml"
+    return _load(schema_dir(), name)
+
+
+def validator(name: str) -> Draft202012Validator:
+    return _validator(schema_dir(), name)
+
+
+def preload() -> None:
+    """Read every schema of the default folder now (the warm command server does, for its children)."""
+    folder = schema_dir()
+    for path in folder.rglob("*.schema.yaml"):
+        _validator(folder, path.relative_to(folder).as_posix().removesuffix(".schema.yaml"))
+
+
+@functools.cache
+def _load(folder: Path, name: str) -> dict:
+    path = folder / f"{name}.schema.yaml"
     if not path.exists():
         raise SchemaError(f"unknown schema {name!r}: {path} does not exist")
     with path.open(encoding="utf-8") as f:
@@ -40,9 +55,9 @@ def load(name: str) -> dict:
 
 
 @functools.cache
-def validator(name: str) -> Draft202012Validator:
+def _validator(folder: Path, name: str) -> Draft202012Validator:
     # The schemas themselves are checked against the meta-schema by the test suite, not on every start-up.
-    return Draft202012Validator(load(name))
+    return Draft202012Validator(_load(folder, name))
 
 
 def _where(error) -> str:

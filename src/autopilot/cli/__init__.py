@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -43,6 +44,9 @@ def main(ctx: click.Context, root: Path | None, verbose: bool) -> None:
     inside each rule and let you look at and steer a study. Every decision is a file under runs/<study>/.
     """
     setup_logging(verbose)
+    if os.environ.get("AUTOPILOT_COMMAND_SERVER"):
+        logging.getLogger(__name__).debug("pid %d, forked by the warm command server (pid %s)", os.getpid(),
+                                          os.environ["AUTOPILOT_COMMAND_SERVER"])
     ctx.obj = Project(root.resolve()) if root else Project.find()
 
 
