@@ -62,7 +62,7 @@ def write_runs(study: Study, n: int, seed: int = 0) -> None:
             path.write_text(json.dumps(doc))
         from autopilot import journal
 
-        entry = journal.build_entry(study, run)
+        entry = journal.build_entry(study, run, verdict)
         run.entry.write_text(json.dumps(entry))
         history_lines.append(json.dumps(entry))
         if verdict["promoted"]:

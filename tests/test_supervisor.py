@@ -160,13 +160,12 @@ def test_the_journal_records_the_attempts(tmp_path):
     run = study.paths.run("00001")
     run.dir.mkdir(parents=True)
     fsio.atomic_write_json(run.summary, summary)
-    fsio.atomic_write_json(run.verdict, {"verdict": "baseline", "value": 0.5, "seed_values": [0.5],
-                                         "compared_to": None, "delta": None, "interval": None, "reason": "first",
-                                         "judged_at": "2026-01-01T00:00:00+00:00"})
-    entry = journal.build_entry(study, run)
+    verdict = {"verdict": "baseline", "value": 0.5, "seed_values": [0.5], "compared_to": None, "delta": None,
+               "interval": None, "reason": "first", "judged_at": "2026-01-01T00:00:00+00:00"}
+    entry = journal.build_entry(study, run, verdict)
     assert entry["attempts"] == 2
     schemas.validate(entry, "history_entry")
-    assert "- attempts: 2 (the system killed the trainer" in journal.labbook_section(study, entry, run)
+    assert "- attempts: 2 (the system killed the trainer" in journal.labbook_section(study, entry, "first")
 
 
 @pytest.mark.slow

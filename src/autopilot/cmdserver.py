@@ -5,16 +5,20 @@ click, yaml, jsonschema, numpy and optuna before 10-70 ms of work: most of the l
 machine. So the console script (`autopilot.console`) hands the loop's commands to this server, one per user,
 interpreter and import-time settings (see `autopilot.warmsocket`), which forks a child per command:
 
-    autopilot judge ...  --(unix socket: argv, cwd, environment, umask + stdin/stdout/stderr)-->  server
-          ^                                                                                          | fork
-          +------ {"pid"}, then {"exit"} ------ child: same cwd, env, umask and descriptors, own session,
-                                                 runs the same click command, reports its exit status
+    autopilot judge ...  --(unix socket: key, argv, cwd, environment, umask + stdin/stdout/stderr)-->  server
+                         <--ready--  --go-->                                                       | fork
+                         <--{"pid"}, then {"exit"}-- child: same cwd, env, umask and descriptors, own session,
+                                                      runs the same click command, reports its exit status
+
+The server listens before it imports (a client waits for it rather than start a second one) and forks only on
+"go"; the child sends its pid before the command starts. So a client that gave up waiting (30 s), or got no
+pid, knows that the command did not run and runs it itself.
 
 The client forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT to the child's process group and exits as the child did
 (re-raising its signal if it was killed by one); if the client dies (SIGKILL), the child notices the closed
 socket and kills its own process group, as if it had been the client's own process. The server refuses work
-and exits as soon as the package's code (or the installed packages) changed since it started, so edited code
-never runs stale, and exits after AUTOPILOT_POOL_IDLE_SECONDS (300) without work. A declined command runs in
+and exits as soon as the package's code or schemas (or the installed packages) changed since it started, so
+edited code never runs stale, and exits after AUTOPILOT_POOL_IDLE_SECONDS (300) without work. A declined command runs in
 the client's own process.
 
 Usage (started on demand by the console script; by hand for debugging):
@@ -68,9 +72,9 @@ def serve() -> None:
         return
     idle_seconds = float(os.environ.get("AUTOPILOT_POOL_IDLE_SECONDS", 300))
     warmsocket.exit_on_sigterm()
-    preload()
     fingerprint = warmsocket.source_fingerprint()
-    server, inode = warmsocket.listen(path)
+    server, inode = warmsocket.listen(path)  # before importing: clients wait for this server, none starts another
+    preload()
     children: dict[int, socket.socket] = {}
     last_used = time.monotonic()
     try:
@@ -109,8 +113,10 @@ def _handle(conn: socket.socket, server: socket.socket, key: str, children: dict
     try:
         if not warmsocket.same_user(conn):
             raise PermissionError("peer is another user")
+        conn.settimeout(warmsocket.HANDSHAKE_SECONDS)
         data, fds, _, _ = socket.recv_fds(conn, 65536, 3)
-        request = warmsocket.LineReader(conn, data).read()
+        reader = warmsocket.LineReader(conn, data)
+        request = reader.read()
         if request is None or len(fds) != 3:
             raise ValueError("incomplete request")
         if request["key"] != key:  # two keys with one checksum
@@ -119,6 +125,11 @@ def _handle(conn: socket.socket, server: socket.socket, key: str, children: dict
         for fd in fds:
             os.close(fd)
         _decline(conn, f"declined: {e}")
+        return
+    if not warmsocket.server_handshake(reader):  # the client gave up waiting and runs the command itself
+        for fd in fds:
+            os.close(fd)
+        conn.close()
         return
     pid = os.fork()
     if pid == 0:

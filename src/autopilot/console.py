@@ -76,14 +76,20 @@ def run_warm(argv: list[str]) -> int | None:
         reader = warmsocket.LineReader(conn)
         try:
             socket.send_fds(conn, [warmsocket.encode(request)], [0, 1, 2])
-            reply = reader.read()
-        except (OSError, ValueError):
+        except OSError:
             return None
-        if reply is None or "pid" not in reply:
+        reply = warmsocket.client_handshake(reader)
+        if reply is None or not reply.get("ready"):  # not started, and never will be
             if reply is not None and reply.get("stale"):
                 start_server()  # the stale one is on its way out
             return None
-        return _wait_for(reply["pid"], reader)
+        try:
+            started = reader.read()
+        except (OSError, ValueError):
+            started = None
+        if started is None or "pid" not in started:  # the child sends its pid before the command starts
+            return None
+        return _wait_for(started["pid"], reader)
 
 
 def _wait_for(pid: int, reader) -> int:

@@ -39,13 +39,14 @@ def sync(study: Study) -> list[dict]:
             run = paths.run(run_id)
             if run_id in known or not run.verdict.exists():
                 continue
-            entry = build_entry(study, run)
-            record(study, run, entry, history)
+            verdict = fsio.read_json(run.verdict)
+            entry = build_entry(study, run, verdict)
+            record(study, run, entry, history, verdict["reason"])
             history.append(entry)
     return history
 
 
-def record(study: Study, run: RunPaths, entry: dict, history: list[dict]) -> None:
+def record(study: Study, run: RunPaths, entry: dict, history: list[dict], reason: str) -> None:
     schemas.validate(entry, "history_entry", what=f"journal entry of run {run.id}")
     fsio.atomic_write_json(run.entry, entry)
     if not study.paths.labbook.exists():
@@ -54,7 +55,7 @@ def record(study: Study, run: RunPaths, entry: dict, history: list[dict]) -> Non
     previous = history[-1] if history else None
     counts = count_fallback(study, run.id, ledger.read_path(run.proposal) or {}) if entry["fallback_from"] else None
     fsio.append_text(study.paths.labbook, generation_heading(study, entry, previous)
-                     + labbook_section(study, entry, run, best) + fallback_counts_line(counts))
+                     + labbook_section(study, entry, reason, best) + fallback_counts_line(counts))
     fsio.append_jsonl(study.paths.history, entry)
     if entry["verdict"] in ledger.PROMOTING_VERDICTS:
         fsio.atomic_write_json(study.paths.best, {
@@ -64,10 +65,9 @@ def record(study: Study, run: RunPaths, entry: dict, history: list[dict]) -> Non
         })
 
 
-def build_entry(study: Study, run: RunPaths) -> dict:
+def build_entry(study: Study, run: RunPaths, verdict: dict) -> dict:
     proposal = ledger.read_path(run.proposal) or {}
     config = ledger.read_path(run.config) or {}
-    verdict = fsio.read_json(run.verdict)
     summaries = [s for _, s in ledger.seed_summaries(run)]
     first = summaries[0] if summaries else {"status": "failed", "error": "no trainer summary"}
     hparams = config.get("hparams", {})
@@ -146,7 +146,8 @@ def promotion_note(e: dict, best: dict | None) -> str:
     return f"; promoted, but run {best['run_id']} of the same generation beat the incumbent by more and stays best"
 
 
-def labbook_section(study: Study, e: dict, run: RunPaths, best: dict | None = None) -> str:
+def labbook_section(study: Study, e: dict, reason: str, best: dict | None = None) -> str:
+    """The run's section of labbook.md: entry `e` and the judge's `reason` for its verdict."""
     name = study.metric_name
     level = "##" if study.config["generation_size"] == 1 else "###"  # under its generation's heading
     lines = [f"\n{level} Run {e['run_id']}: {e['verdict']}\n"]
@@ -162,8 +163,7 @@ def labbook_section(study: Study, e: dict, run: RunPaths, best: dict | None = No
         iv = e["interval"]
         lines.append(f"- against run {e['compared_to']}: delta {e['delta']:+.4f}, interval "
                      f"[{iv['low']:+.4f}, {iv['high']:+.4f}] by {iv['method']}")
-    verdict = fsio.read_json(run.verdict)
-    lines.append(f"- verdict: **{e['verdict']}**: {verdict['reason']}" + promotion_note(e, best))
+    lines.append(f"- verdict: **{e['verdict']}**: {reason}" + promotion_note(e, best))
     if e["error"]:
         tail = e["error"].strip().splitlines()[-1][:300]
         lines.append(f"- error: `{tail}`")

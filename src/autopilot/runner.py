@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import logging
 
-from autopilot import fsio, gpus, judge, ledger, lm_data, supervisor
+from autopilot import fsio, gpus, journal, judge, ledger, lm_data, supervisor
 from autopilot.paths import RunPaths
 from autopilot.study import Study
 
@@ -76,7 +76,8 @@ def train_run(study: Study, run_id: str) -> list[dict]:
 def train_seeds(study: Study, run_id: str) -> list[dict]:
     run = study.paths.run(run_id)
     config = fsio.read_json(run.config)
-    history = ledger.before_generation(ledger.read_history(study.paths), ledger.run_generation(run))
+    # the incumbent as the judge will see it: the ledger brought up to date with the run folders first
+    history = ledger.before_generation(journal.sync(study), ledger.run_generation(run))
     first = train_seed(study, run, config, 0)
     summaries = [first]
     for k in range(1, planned_extra_seeds(study, config, first, history) + 1):

@@ -1,8 +1,12 @@
 """A warm trainer pool: one long-lived process per project and task, with the task (and torch) imported,
 that forks a trainer on request. It takes the two seconds of `import torch` out of every run.
 
-    autopilot train  --(unix socket: args, cwd, log, env)-->  pool  --fork-->  trainer (own session)
-                     <--(pid, then the exit status)---------
+    autopilot train  --(unix socket: key, args, cwd, log, env)-->  pool (listens while it imports)
+                     <--ready--  --go-->                                  pool --fork--> trainer (own session)
+                     <--pid (from the trainer), then the exit status (from the pool)--
+
+The pool forks only on "go", and the trainer sends its pid before anything else, so a supervisor that gave up
+waiting (30 s), or got no pid, knows that no trainer started and may start one itself.
 
 The trainer is the same as one started by `warmstart.ForkedTrainer`: its own session and process group
 (the supervisor kills the group past the time limit), the project root as working directory, output in
@@ -54,9 +58,9 @@ def serve(task: str, root: Path) -> None:
         return
     idle_seconds = float(os.environ.get("AUTOPILOT_POOL_IDLE_SECONDS", 300))  # then the pool exits
     warmsocket.exit_on_sigterm()
-    module = preload(task)
     fingerprint = warmsocket.source_fingerprint()
-    server, inode = warmsocket.listen(path)
+    server, inode = warmsocket.listen(path)  # before importing: clients wait for this pool, none starts another
+    module = preload(task)
     server.settimeout(1.0)
     last_used = time.monotonic()
     waiters: list[threading.Thread] = []
@@ -94,7 +98,9 @@ def _handle(conn: socket.socket, module, task: str, key: str) -> threading.Threa
     from autopilot.warmstart import run_child
 
     try:
-        request = warmsocket.LineReader(conn).read()
+        conn.settimeout(warmsocket.HANDSHAKE_SECONDS)
+        reader = warmsocket.LineReader(conn)
+        request = reader.read()
         if request is None:
             raise ValueError("connection closed before a full request")
         if request["key"] != key:  # two keys with one checksum
@@ -103,18 +109,22 @@ def _handle(conn: socket.socket, module, task: str, key: str) -> threading.Threa
     except (OSError, ValueError, KeyError) as e:
         _decline(conn, f"bad request: {e}")
         return None
+    if not warmsocket.server_handshake(reader):  # the supervisor gave up waiting and starts it itself
+        os.close(log_fd)
+        conn.close()
+        return None
     pid = os.fork()
     if pid == 0:
+        try:  # the pid first: a client that gets no pid knows that no trainer started
+            warmsocket.send(conn, {"pid": os.getpid()})
+        except OSError:
+            os._exit(1)  # the supervisor is gone before its trainer started
         conn.close()
         warmsocket.default_signals()
         os.environ.clear()
         os.environ.update(request["env"])
         run_child(module, task, request["args"], Path(request["cwd"]), log_fd)
     os.close(log_fd)
-    try:
-        warmsocket.send(conn, {"pid": pid})
-    except OSError:
-        pass  # the supervisor is gone; the waiter still reaps the trainer
     waiter = threading.Thread(target=_report_exit, args=(conn, pid))
     waiter.start()
     return waiter
@@ -213,18 +223,23 @@ def request(task: str, args: list[str], root: Path, log_path: Path) -> PooledTra
             time.sleep(0.05)
             continue
         message = {"key": key, "args": args, "cwd": str(root), "log": str(log_path), "env": dict(os.environ)}
-        try:  # a pool can die between accepting and reading (its SLURM job ended, say): try another
+        try:
             warmsocket.send(conn, message)
-            reader = warmsocket.LineReader(conn)
-            reply = reader.read()
-            if reply is None:
-                raise ValueError("the pool closed the connection")
-        except (OSError, ValueError):
+        except OSError:
             conn.close()
             continue
-        if "pid" in reply:
-            return PooledTrainer(reader, reply["pid"])
+        reader = warmsocket.LineReader(conn)
+        reply = warmsocket.client_handshake(reader, timeout=max(0.1, deadline - time.monotonic()))
+        if reply is not None and reply.get("ready"):
+            try:
+                started = reader.read()
+            except (OSError, ValueError):
+                started = None
+            if started is not None and "pid" in started:
+                return PooledTrainer(reader, started["pid"])
         conn.close()
+        if reply is None or reply.get("ready"):  # the pool left, or is still importing: ask again
+            continue  # (no pid: no trainer started, so asking again cannot start a second one)
         log.info("warm pool declined (%s); starting a fresh one", reply.get("error"))
         if not started:
             time.sleep(0.2)  # let the stale pool remove its socket

@@ -22,6 +22,7 @@ import zlib
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 SUN_PATH_MAX = 107  # bytes of a unix socket path, less the terminating NUL
+HANDSHAKE_SECONDS = 30.0  # how long a client waits for a warm process that is still importing
 # CUDA_VISIBLE_DEVICES is not among them: CUDA reads it when first used, in the forked child (one pool serves
 # every GPU of the machine).
 IMPORT_TIME_ENV = ("PYTHON", "OMP_", "GOTO_", "OPENBLAS_", "MKL_", "VECLIB_", "NUMEXPR_", "LD_", "TORCH",
@@ -158,6 +159,38 @@ def encode(message: dict) -> bytes:
 
 def send(conn: socket.socket, message: dict) -> None:
     conn.sendall(encode(message))
+
+
+def client_handshake(reader: LineReader, timeout: float = HANDSHAKE_SECONDS) -> dict | None:
+    """After sending a request: wait for the warm process's answer and, if it is ready, commit with "go".
+
+    A warm process listens before it imports, so a client may wait here for seconds. Returns the answer:
+    {"ready": true} once committed (the request will be carried out), {"error": ...} if declined, or None if
+    the process left or did not answer in time (then it never will carry the request out: it forks only on
+    "go", so the caller may safely do the work itself)."""
+    reader.conn.settimeout(timeout)
+    try:
+        reply = reader.read()
+        if reply is not None and reply.get("ready"):
+            send(reader.conn, {"go": True})
+        return reply
+    except (OSError, ValueError):
+        return None
+    finally:
+        reader.conn.settimeout(None)
+
+
+def server_handshake(reader: LineReader) -> bool:
+    """After reading a request: say it is accepted and wait for the client's "go"; False if it gave up."""
+    reader.conn.settimeout(HANDSHAKE_SECONDS)
+    try:
+        send(reader.conn, {"ready": True})
+        answer = reader.read()
+        return answer is not None and answer.get("go") is True
+    except (OSError, ValueError):
+        return False
+    finally:
+        reader.conn.settimeout(None)
 
 
 class LineReader:

@@ -1,0 +1,36 @@
+"""The train step decides the seeds from the same incumbent as the judge: the run folders, not only the ledger."""
+
+from __future__ import annotations
+
+import subprocess
+
+from conftest import VENV_BIN, env, snakemake
+from ops_study import make_slow_project
+
+from autopilot import fsio, ledger
+from autopilot.paths import Project
+from autopilot.study import Study
+
+NOISE_SEEDS = 3
+
+
+def cli(root, *args: str) -> None:
+    proc = subprocess.run([str(VENV_BIN / "autopilot"), *args], cwd=root, env=env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_lost_ledger_line_does_not_make_a_run_a_second_baseline(tmp_path):
+    root = make_slow_project(tmp_path / "p", steps=2, step_seconds=0.01,
+                             judge={"noise_seeds": NOISE_SEEDS, "confirm_seeds": 1, "max_confirm_seeds": 1,
+                                    "noise_keys": []})
+    snakemake(root, "--config", "iterations=1")
+    study = Study.load(Project(root), root / "config" / "config.yaml")
+    assert len(ledger.seed_summaries(study.paths.run("00001"))) == 1 + NOISE_SEEDS  # the baseline's noise floor
+    for step in ("propose", "guard"):
+        cli(root, step, "--run", "00002")
+    study.paths.history.unlink()  # as if the ledger had lost run 00001's line
+
+    cli(root, "train", "--run", "00002")
+    seeds = len(ledger.seed_summaries(study.paths.run("00002")))
+    assert seeds <= 2  # one seed, or one confirmation: a candidate against run 00001, never a new noise floor
+    assert [e["run_id"] for e in fsio.iter_jsonl(study.paths.history)] == ["00001"]  # rebuilt from the folders
