@@ -9,6 +9,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 from autopilot import hooks
 from autopilot.paths import Project
 from autopilot.plan import ENV_VAR, Plan, plan_runs
+from autopilot.policies import proposes_with_llm
 from autopilot.study import Study, check_config
 
 PROJECT = Project(Path.cwd())
@@ -57,11 +58,16 @@ def get_planned_entries(wildcards):
 def get_propose_inputs(wildcards):
     """The verdicts of every run of the previous generation, only when those runs are new in this invocation
     (finished runs are read from disk by the command, never declared: that keeps them out of the DAG). The
-    first new generation waits for ingest."""
+    first new generation waits for ingest. An LLM proposes the runs of a generation one after another, each
+    seeing the proposals before it (TPE's constant liar needs no such order)."""
     previous = PLAN.previous(wildcards.run)
-    if not previous:
-        return {"ingest": "queue/.ingest.done"}
-    return {"previous": [f"{RUNS}/{run}/verdict.json" for run in previous]}
+    inputs = {"previous": [f"{RUNS}/{run}/verdict.json" for run in previous]} if previous else {
+        "ingest": "queue/.ingest.done"}
+    group = next(g for g in PLAN.groups if wildcards.run in g)
+    place = group.index(wildcards.run)
+    if place and proposes_with_llm(STUDY.config):
+        inputs["sibling"] = f"{RUNS}/{group[place - 1]}/proposal.json"
+    return inputs
 
 
 def get_container_image():

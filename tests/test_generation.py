@@ -62,8 +62,21 @@ def test_an_unfinished_run_keeps_the_generation_its_proposal_records(tmp_path):
         fsio.atomic_write_json(study.paths.run(run_id).proposal, {"generation": slot[0], "generation_index": slot[1]})
     study.paths.run("00005").dir.mkdir()
     p = plan_runs(study, 5)
-    assert p.groups == [["00004", "00006"], ["00005", "00007", "00008"]]
-    assert p.slot("00006") == Slot(4, 2) and p.slot("00005") == Slot(5, 0)
+    assert p.groups == [["00004", "00005", "00006"], ["00007", "00008"]]  # 00005 keeps its place in generation 4
+    assert p.slot("00006") == Slot(4, 2) and p.slot("00005") == Slot(4, 1) and p.slot("00007") == Slot(5, 0)
+
+
+def test_a_place_killed_before_its_folder_existed_keeps_its_run_id_and_place(tmp_path):
+    study = make_study(tmp_path, generation_size=3)
+    write_runs(study, 1)
+    for run_id, index in (("00003", 1), ("00004", 2)):  # with two jobs at once, 00002 had not even started
+        study.paths.run(run_id).dir.mkdir()
+        fsio.atomic_write_json(study.paths.run(run_id).proposal, {"generation": 2, "generation_index": index})
+    p = plan_runs(study, 4)
+    assert p.groups == [["00002", "00003", "00004"], ["00005"]]
+    assert [p.slot(r) for r in ("00002", "00003", "00004", "00005")] == [Slot(2, 0), Slot(2, 1), Slot(2, 2),
+                                                                           Slot(3, 0)]
+    assert plan_runs(study, 2).groups == [["00002", "00003"]]  # fewer iterations: the earliest places first
 
 
 def test_the_plan_reaches_jobs_and_commands_through_the_environment(tmp_path, monkeypatch):

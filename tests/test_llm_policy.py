@@ -3,16 +3,20 @@ the mentor, hybrid, and `propose --dry-run`."""
 
 import copy
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
+from conftest import make_project, snakemake
 from llm_server import GOOD_ANSWER, ScriptedLLM, error, llm_study, prompt_of, reply
 
-from autopilot import fsio, guard, workpad
+from autopilot import fsio, guard, ledger, workpad
 from autopilot.cli import main
 from autopilot.journal import count_fallback
 from autopilot.llm import LLMFailure
 from autopilot.llm.extract import answer, json_object
+from autopilot.plan import ENV_VAR, plan_runs
+from autopilot.policies import changed_from_baseline
 from autopilot.propose import propose_run
 
 
@@ -274,3 +278,43 @@ def test_fallback_counts_by_reason(tmp_path):
     assert count_fallback(study, "00003", proposal("whitelist", "range")) == {"timeout": 1, "whitelist": 1, "range": 1}
     assert count_fallback(study, "00003", proposal("whitelist", "range"))["whitelist"] == 1  # again: idempotent
     assert count_fallback(study, "00004", proposal("timeout"))["timeout"] == 2
+
+
+def test_a_point_that_was_already_trained_goes_to_the_fallback(tmp_path):
+    trained = {}
+    with ScriptedLLM(lambda body: reply(answered(overrides=trained["overrides"]))) as server:
+        study = llm_study(tmp_path, server.url)
+        entry = ledger.read_history(study.paths)[-1]
+        trained["overrides"] = changed_from_baseline(entry["params"], study.config["baseline"])
+        proposal = propose_run(study, "00004")
+    assert proposal["policy"] == "tpe" and rules(proposal) == {"duplicate"}
+    assert f"the same point as run {entry['run_id']}, already trained" in proposal["fallback_from"]["reason"]
+
+
+def test_a_generation_shows_the_llm_its_siblings_and_refuses_the_same_point_twice(tmp_path, monkeypatch):
+    with ScriptedLLM([reply(GOOD_ANSWER), reply(GOOD_ANSWER)]) as server:
+        study = llm_study(tmp_path, server.url, generation_size=2)
+        monkeypatch.setenv(ENV_VAR, plan_runs(study, 2).to_json())
+        first = propose_run(study, "00004")
+        second = propose_run(study, "00005")
+        prompts = [prompt_of(r["body"]) for r in server.requests]
+    assert first["policy"] == "llm:openai" and first["overrides"] == GOOD_ANSWER["overrides"]
+    assert "Proposed for this generation" not in prompts[0]
+    assert "Proposed for this generation" in prompts[1]
+    assert "| 00004 | llm:openai | lr=0.005, optimizer=sgd |" in prompts[1]
+    assert second["policy"] == "tpe" and rules(second) == {"duplicate"}
+    assert "the same point as run 00004 of this generation" in second["fallback_from"]["reason"]
+    assert (second["generation"], second["generation_index"]) == (first["generation"], 1)
+
+
+def test_an_llm_generation_is_proposed_in_order_and_a_tpe_one_all_at_once(tmp_path):
+    edges = {}
+    for policy in ("hybrid", "tpe"):
+        # the baseline trains alone, then a generation of three
+        root = make_project(tmp_path / policy, generation_size=3, iterations=4, policy=policy)
+        dot = snakemake(root, "--dag").stdout
+        labels = dict(re.findall(r'(\d+)\[label = "propose_run\\nrun: (\d+)"', dot))
+        edges[policy] = {(labels[a], labels[b]) for a, b in re.findall(r"(\d+) -> (\d+)", dot)
+                         if a in labels and b in labels}
+    assert edges["hybrid"] == {("00002", "00003"), ("00003", "00004")}
+    assert edges["tpe"] == set()

@@ -97,6 +97,21 @@ def recorded_slot(study: Study, run_id: str) -> Slot | None:
     return Slot(proposal["generation"], proposal.get("generation_index", 0))
 
 
+def generation_gaps(slots: dict[str, Slot], finished: set[str]) -> dict[str, Slot]:
+    """Places of a generation, up to its last recorded one, whose run was never proposed (the invocation was
+    killed first: with several jobs at once, place 2 may be proposed before place 0). They keep their
+    generation and place, as their siblings assumed (TPE's constant liar counted them), and their run id."""
+    out = {}
+    for g in {s.generation for s in slots.values()}:
+        members = {r: s for r, s in slots.items() if s.generation == g}
+        first = min(run_number(r) - s.index for r, s in members.items())
+        for k in range(max(s.index for s in members.values()) + 1):
+            run_id = format_run_id(first + k)
+            if first + k >= 1 and run_id not in members and run_id not in finished:
+                out[run_id] = Slot(g, k)
+    return out
+
+
 def chunk(run_ids: list[str], first_size: int, size: int) -> list[list[str]]:
     """Consecutive generations: the first of `first_size` runs, the others of `size` (the last may be short)."""
     groups: list[list[str]] = []
@@ -118,11 +133,13 @@ def plan_runs(study: Study, iterations: int) -> Plan:
         return Plan(study.name, [], {}, halted)
     room = study.config["budget"]["max_runs"] - len(finished)
     n = min(iterations, room)
-    resumed = unfinished[:n]
+    recorded_slots = {r: s for r in unfinished if (s := recorded_slot(study, r)) is not None}
+    gaps = generation_gaps(recorded_slots, finished)
+    resumed = sorted(set(unfinished) | set(gaps))[:n]
     next_number = run_number(ids[-1]) + 1 if ids else 1
     new = [format_run_id(next_number + i) for i in range(n - len(resumed))]
 
-    slots = {r: s for r in resumed if (s := recorded_slot(study, r)) is not None}
+    slots = {r: s for r, s in {**recorded_slots, **gaps}.items() if r in resumed}
     recorded = sorted({s.generation for s in slots.values()})
     groups = [[r for r in resumed if r in slots and slots[r].generation == g] for g in recorded]
     fresh = [r for r in resumed if r not in slots] + new

@@ -28,7 +28,8 @@ from autopilot import fsio, guard, journal, ledger, mentor, plan, schemas, workp
 from autopilot.errors import ProposalError
 from autopilot.llm import LLMFailure
 from autopilot.llm.audit import Audit
-from autopilot.policies import Context
+from autopilot.paths import format_run_id, run_number
+from autopilot.policies import Context, describe_overrides, point_of, same_point
 from autopilot.study import Study
 
 log = logging.getLogger(__name__)
@@ -132,12 +133,15 @@ def decide(study: Study, run_id: str, history: list[dict], audit: Audit) -> tupl
     guard.ensure_may_run(study, history)
     slot = plan.slot_for(study, run_id)
     earlier = ledger.before_generation(history, slot.generation)
-    ctx = Context(study, run_id, earlier, ledger.best_entry(earlier), slot.index)
+    ctx = Context(study, run_id, earlier, ledger.best_entry(earlier), slot.index,
+                  generation_siblings(study, run_id, slot.index))
     log.info("run %s: generation %d, place %d; %d earlier run(s)", run_id, slot.generation, slot.index, len(earlier))
     policy = first_policy(ctx)
     proposal, violations = attempt(ctx, policy, audit)
     if not violations and mentor.is_llm_policy(policy) and mentor.trigger(ctx):
         proposal = mentor.review(ctx, proposal, audit)
+    if not violations and mentor.is_llm_policy(policy):
+        violations = duplicates(ctx, proposal)
     rejected = None
     if violations:
         reason = "; ".join(v["message"] for v in violations)
@@ -154,6 +158,39 @@ def decide(study: Study, run_id: str, history: list[dict], audit: Audit) -> tupl
     proposal.update(generation=slot.generation, generation_index=slot.index)
     schemas.validate(proposal, "proposal")
     return proposal, rejected
+
+
+CUT_SHORT = ("stopped", "skipped")  # ended by a person: training the same point again is no waste
+
+
+def generation_siblings(study: Study, run_id: str, index: int) -> tuple[dict, ...]:
+    """The proposals already written for the earlier places of the run's generation (its runs are numbered
+    one after another, place 0 first)."""
+    first = run_number(run_id) - index
+    out = []
+    for k in range(index):
+        sibling = study.paths.run(format_run_id(first + k))
+        proposal = ledger.read_path(sibling.proposal)
+        if proposal is not None:
+            out.append({"run_id": sibling.id, "policy": proposal["policy"], "overrides": proposal["overrides"]})
+    return tuple(out)
+
+
+def duplicates(ctx: Context, proposal: dict) -> list[dict]:
+    """An LLM proposal of a point already trained, or proposed for this generation, wastes a run: rejected."""
+    space, baseline = ctx.study.search_space, ctx.study.config["baseline"]
+    point = point_of(proposal["overrides"], baseline, space)
+    for e in ctx.history:
+        if e["status"] not in CUT_SHORT and e["params"] and same_point(point, e["params"]):
+            return [guard.violation("(overrides)", proposal["overrides"], "duplicate",
+                                    f"the same point as run {e['run_id']}, already trained "
+                                    f"({describe_overrides(proposal['overrides'])})")]
+    for s in ctx.siblings:
+        if same_point(point, point_of(s["overrides"], baseline, space)):
+            return [guard.violation("(overrides)", proposal["overrides"], "duplicate",
+                                    f"the same point as run {s['run_id']} of this generation "
+                                    f"({describe_overrides(proposal['overrides'])})")]
+    return []
 
 
 def archive_manual_input(study: Study, run) -> None:

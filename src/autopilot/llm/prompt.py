@@ -87,7 +87,7 @@ def sections(ctx: Context, shown: int | None, notes_chars: int) -> dict[str, str
         "metric": study.metric_name, "direction": "higher" if study.maximize else "lower",
         "search_space": search_space_table(study.search_space, cfg["baseline"]),
         "baseline": f"`{json.dumps(cfg['baseline'])}`",
-        "runs": runs_table(ctx, shown),
+        "runs": runs_table(ctx, shown) + siblings_table(ctx),
         "best": best_run(ctx),
         "last_failure": last_failure(ctx.history),
         "workpad": quoted_or(workpad.tail(workpad.workpad_file(study), notes_chars), "(empty)"),
@@ -154,6 +154,16 @@ def runs_table(ctx: Context, shown: int | None) -> str:
     if ctx.best is not None and ctx.best in older:
         rows.insert(0, run_row(ctx.best, ctx.best))
     return summary(ctx, older) + "\n\n" + "\n".join(head + rows)
+
+
+def siblings_table(ctx: Context) -> str:
+    """The runs proposed for this generation before this one: they train alongside it, not yet finished."""
+    if not ctx.siblings:
+        return ""
+    rows = [f"| {s['run_id']} | {s['policy']} | {describe_overrides(s['overrides'])} |" for s in ctx.siblings]
+    return ("\n\nProposed for this generation, to train alongside the run you propose (no results yet; a point "
+            "proposed here or trained above is rejected as a duplicate):\n\n| run | policy | changes |\n|---|---|---|\n"
+            + "\n".join(rows))
 
 
 def summary(ctx: Context, older: list[dict]) -> str:

@@ -20,6 +20,9 @@ class Context:
     history: list[dict]  # the runs of earlier generations only: the same for every run of a generation
     best: dict | None
     index: int = 0  # the run's place in its generation: the policy proposes the generation's index-th point
+    # what was proposed for the earlier places of this generation (run_id, policy, overrides): runs that train
+    # alongside this one, known to a policy that proposes one run after another (the LLM policies)
+    siblings: tuple[dict, ...] = ()
 
     def describe_best(self) -> str:
         if self.best is None:
@@ -44,3 +47,29 @@ def describe_overrides(overrides: dict) -> str:
     if not overrides:
         return "no change from the baseline"
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in overrides.items())
+
+
+def proposes_with_llm(study_config: dict) -> bool:
+    """The study's policy asks an LLM (for some runs at least): its proposals of a generation are made one after
+    another, each seeing the ones before it."""
+    return study_config["policy"] in ("llm", "hybrid")
+
+
+def point_of(overrides: dict, baseline: dict, space: dict) -> dict:
+    """The full point of the search space a run trains: the baseline with the overrides applied."""
+    merged = {**baseline, **overrides}
+    return {k: merged[k] for k in space if k in merged}
+
+
+def same_point(a: dict, b: dict) -> bool:
+    """Equal points, floats compared to 1e-9 relative (a value written back by an LLM may be rounded)."""
+    if a.keys() != b.keys():
+        return False
+    for key, x in a.items():
+        y = b[key]
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y))
+        if numbers and abs(x - y) <= 1e-9 * max(abs(x), abs(y), 1.0):
+            continue
+        if x != y:
+            return False
+    return True
