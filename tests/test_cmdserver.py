@@ -54,8 +54,15 @@ def start_server(root: Path, e: dict) -> Path:
     """The first warm command starts the server (and runs in its own process); wait until it listens."""
     cli(root, e, "propose", "--dry-run")
     path = cmdserver.socket_path(e)
-    wait_for(lambda: warmsocket.connect(path) is not None, timeout=30, what="the command server to listen")
+    wait_for(lambda: listening(path), timeout=30, what="the command server to listen")
     return Path(path)
+
+
+def listening(path: str) -> bool:
+    conn = warmsocket.connect(path)
+    if conn is not None:
+        conn.close()
+    return conn is not None
 
 
 def without_time(text: str) -> str:
@@ -152,7 +159,7 @@ def test_a_changed_package_retires_the_server(project, server_env):
         declined = cli(project, server_env, "-v", "propose", "--dry-run")
         assert declined.returncode == 0 and warm_pids(declined.stderr) is None  # ran in its own process
         wait_for(lambda: not alive(old), timeout=10, what="the stale server to exit")
-        wait_for(lambda: server_pids(server_env) and warmsocket.connect(cmdserver.socket_path(server_env)),
+        wait_for(lambda: server_pids(server_env) and listening(cmdserver.socket_path(server_env)),
                  timeout=30, what="a fresh server")
         fresh = warm_pids(cli(project, server_env, "-v", "propose", "--dry-run").stderr)
         assert fresh and fresh[1] != old
@@ -188,12 +195,18 @@ def start_train(root: Path, e: dict, log: Path) -> subprocess.Popen:
     return proc
 
 
-@pytest.mark.slow
-def test_a_signal_to_the_client_reaches_the_warm_command(tmp_path, server_env):
+@pytest.fixture
+def warm_training(tmp_path, server_env) -> tuple[Path, subprocess.Popen, Path]:
+    """`autopilot -v train` of a slow run, run warm and training: the project, the client, its stderr."""
     start_server(make_project(tmp_path / "warmup"), server_env)
     root = slow_run(tmp_path, server_env)
     log = tmp_path / "train.err"
-    proc = start_train(root, server_env, log)
+    return root, start_train(root, server_env, log), log
+
+
+@pytest.mark.slow
+def test_a_signal_to_the_client_reaches_the_warm_command(warm_training):
+    root, proc, log = warm_training
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) != 0
     text = log.read_text()
@@ -203,11 +216,8 @@ def test_a_signal_to_the_client_reaches_the_warm_command(tmp_path, server_env):
 
 
 @pytest.mark.slow
-def test_a_warm_command_dies_with_its_client(tmp_path, server_env):
-    start_server(make_project(tmp_path / "warmup"), server_env)
-    root = slow_run(tmp_path, server_env)
-    log = tmp_path / "train.err"
-    proc = start_train(root, server_env, log)
+def test_a_warm_command_dies_with_its_client(warm_training):
+    root, proc, log = warm_training
     child, server = warm_pids(log.read_text())
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)

@@ -27,6 +27,7 @@ Usage (started on demand by the console script; by hand for debugging):
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import select
@@ -89,7 +90,11 @@ def serve() -> None:
             conn, _ = server.accept()
             last_used = time.monotonic()
             if warmsocket.source_fingerprint() != fingerprint:
-                _decline(conn, "stale: the package changed since this server started", stale=True)
+                _refuse_stale(conn, key)
+                server.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    while True:  # every client already waiting learns why, and starts a fresh server
+                        _refuse_stale(server.accept()[0], key)
                 break
             _handle(conn, server, key, children)
     finally:
@@ -108,12 +113,13 @@ def preload() -> None:
     schemas.preload()
 
 
-def _handle(conn: socket.socket, server: socket.socket, key: str, children: dict[int, socket.socket]) -> None:
+def _receive(conn: socket.socket, key: str) -> tuple[warmsocket.LineReader, dict, list[int]]:
+    """The client's request and its stdin/stdout/stderr; ValueError (descriptors closed) if unusable."""
     fds: list[int] = []
     try:
         if not warmsocket.same_user(conn):
-            raise PermissionError("peer is another user")
-        conn.settimeout(warmsocket.HANDSHAKE_SECONDS)
+            raise ValueError("peer is another user")
+        conn.settimeout(warmsocket.CLIENT_SECONDS)
         data, fds, _, _ = socket.recv_fds(conn, 65536, 3)
         reader = warmsocket.LineReader(conn, data)
         request = reader.read()
@@ -121,9 +127,17 @@ def _handle(conn: socket.socket, server: socket.socket, key: str, children: dict
             raise ValueError("incomplete request")
         if request["key"] != key:  # two keys with one checksum
             raise ValueError("this server serves another interpreter or other settings")
+        return reader, request, fds
     except (OSError, ValueError, KeyError) as e:
         for fd in fds:
             os.close(fd)
+        raise ValueError(str(e)) from None
+
+
+def _handle(conn: socket.socket, server: socket.socket, key: str, children: dict[int, socket.socket]) -> None:
+    try:
+        reader, request, fds = _receive(conn, key)
+    except ValueError as e:
         _decline(conn, f"declined: {e}")
         return
     if not warmsocket.server_handshake(reader):  # the client gave up waiting and runs the command itself
@@ -140,6 +154,15 @@ def _handle(conn: socket.socket, server: socket.socket, key: str, children: dict
     for fd in fds:
         os.close(fd)
     children[pid] = conn
+
+
+def _refuse_stale(conn: socket.socket, key: str) -> None:
+    conn.setblocking(True)
+    with contextlib.suppress(ValueError):
+        _, _, fds = _receive(conn, key)  # read before answering: unread data would reset the connection
+        for fd in fds:
+            os.close(fd)
+    _decline(conn, "stale: the package changed since this server started", stale=True)
 
 
 def _decline(conn: socket.socket, reason: str, stale: bool = False) -> None:

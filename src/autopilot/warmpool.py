@@ -98,7 +98,7 @@ def _handle(conn: socket.socket, module, task: str, key: str) -> threading.Threa
     from autopilot.warmstart import run_child
 
     try:
-        conn.settimeout(warmsocket.HANDSHAKE_SECONDS)
+        conn.settimeout(warmsocket.CLIENT_SECONDS)
         reader = warmsocket.LineReader(conn)
         request = reader.read()
         if request is None:

@@ -23,6 +23,10 @@ import zlib
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 SUN_PATH_MAX = 107  # bytes of a unix socket path, less the terminating NUL
 HANDSHAKE_SECONDS = 30.0  # how long a client waits for a warm process that is still importing
+# How long a warm process waits for a client's request, or its "go": a client sends the request as soon as it
+# connects and "go" as soon as it reads "ready", so only a broken client is ever this slow, and it must not
+# hold up the clients queued behind it for long (a warm process serves them one at a time).
+CLIENT_SECONDS = 2.0
 # CUDA_VISIBLE_DEVICES is not among them: CUDA reads it when first used, in the forked child (one pool serves
 # every GPU of the machine).
 IMPORT_TIME_ENV = ("PYTHON", "OMP_", "GOTO_", "OPENBLAS_", "MKL_", "VECLIB_", "NUMEXPR_", "LD_", "TORCH",
@@ -182,7 +186,7 @@ def client_handshake(reader: LineReader, timeout: float = HANDSHAKE_SECONDS) -> 
 
 def server_handshake(reader: LineReader) -> bool:
     """After reading a request: say it is accepted and wait for the client's "go"; False if it gave up."""
-    reader.conn.settimeout(HANDSHAKE_SECONDS)
+    reader.conn.settimeout(CLIENT_SECONDS)
     try:
         send(reader.conn, {"ready": True})
         answer = reader.read()
