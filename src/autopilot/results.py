@@ -36,12 +36,17 @@ def print_results(study: Study, as_json: bool = False, last: int = 0) -> None:
         return
     best = ledger.best_entry(history)
     table = Table(title=f"study {study.name}: {study.config['metric']['goal']} {study.metric_name}")
-    for col in ("run", "policy", "changes", f"{study.metric_name}  (Δ vs best, interval)", "verdict"):
+    # runs that trained side by side share a generation, and were judged against the best before it
+    generations = [ledger.generation_of(e) for e in history]
+    by_generation = study.config["generation_size"] > 1 or len(set(generations)) < len(generations)
+    columns = ("run", "gen") if by_generation else ("run",)
+    for col in (*columns, "policy", "changes", f"{study.metric_name}  (Δ vs best, interval)", "verdict"):
         table.add_column(col, overflow="fold")
     for e in rows:
         style = VERDICT_STYLE.get(e["verdict"], "")
         policy = e["policy"] + (" (fallback)" if e["fallback_from"] else "")
-        table.add_row(e["run_id"], policy, describe_overrides(e["overrides"]), metric_cell(e),
+        first = (e["run_id"], str(ledger.generation_of(e))) if by_generation else (e["run_id"],)
+        table.add_row(*first, policy, describe_overrides(e["overrides"]), metric_cell(e),
                       f"[{style}]{e['verdict']}[/{style}]")
     console.print(table)
     if best:
