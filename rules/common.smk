@@ -79,4 +79,3 @@ def report_halt():
     stop = PROJECT.control_file("stop")
     if stop.exists():
         logger.warning(f"autopilot: the loop stopped because {stop} exists; `autopilot resume` removes it")
-

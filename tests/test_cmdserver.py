@@ -54,15 +54,9 @@ def start_server(root: Path, e: dict) -> Path:
     """The first warm command starts the server (and runs in its own process); wait until it listens."""
     cli(root, e, "propose", "--dry-run")
     path = cmdserver.socket_path(e)
-    wait_for(lambda: listening(path), timeout=30, what="the command server to listen")
+    wait_for(lambda: warmsocket.listening(path), timeout=30, what="the command server to listen")
     return Path(path)
 
-
-def listening(path: str) -> bool:
-    conn = warmsocket.connect(path)
-    if conn is not None:
-        conn.close()
-    return conn is not None
 
 
 def without_time(text: str) -> str:
@@ -159,7 +153,7 @@ def test_a_changed_package_retires_the_server(project, server_env):
         declined = cli(project, server_env, "-v", "propose", "--dry-run")
         assert declined.returncode == 0 and warm_pids(declined.stderr) is None  # ran in its own process
         wait_for(lambda: not alive(old), timeout=10, what="the stale server to exit")
-        wait_for(lambda: server_pids(server_env) and listening(cmdserver.socket_path(server_env)),
+        wait_for(lambda: server_pids(server_env) and warmsocket.listening(cmdserver.socket_path(server_env)),
                  timeout=30, what="a fresh server")
         fresh = warm_pids(cli(project, server_env, "-v", "propose", "--dry-run").stderr)
         assert fresh and fresh[1] != old

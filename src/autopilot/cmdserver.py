@@ -40,7 +40,7 @@ import traceback
 
 from autopilot import warmsocket
 
-KIND = "commands"
+KIND = warmsocket.COMMAND_SERVER
 POLL_SECONDS = 0.5  # how often the server reaps children and checks its socket and idle time
 
 # What the loop's commands import; the server imports it once, every child inherits it.
@@ -71,7 +71,7 @@ def serve() -> None:
     path = warmsocket.socket_path(KIND, key)
     if path is None:
         return
-    idle_seconds = float(os.environ.get("AUTOPILOT_POOL_IDLE_SECONDS", 300))
+    idle_seconds = warmsocket.idle_seconds()
     warmsocket.exit_on_sigterm()
     fingerprint = warmsocket.source_fingerprint()
     server, inode = warmsocket.listen(path)  # before importing: clients wait for this server, none starts another
@@ -129,8 +129,7 @@ def _receive(conn: socket.socket, key: str) -> tuple[warmsocket.LineReader, dict
             raise ValueError("this server serves another interpreter or other settings")
         return reader, request, fds
     except (OSError, ValueError, KeyError) as e:
-        for fd in fds:
-            os.close(fd)
+        _close(fds)
         raise ValueError(str(e)) from None
 
 
@@ -138,11 +137,10 @@ def _handle(conn: socket.socket, server: socket.socket, key: str, children: dict
     try:
         reader, request, fds = _receive(conn, key)
     except ValueError as e:
-        _decline(conn, f"declined: {e}")
+        warmsocket.decline(conn, {"error": f"declined: {e}"})
         return
     if not warmsocket.server_handshake(reader):  # the client gave up waiting and runs the command itself
-        for fd in fds:
-            os.close(fd)
+        _close(fds)
         conn.close()
         return
     pid = os.fork()
@@ -151,26 +149,20 @@ def _handle(conn: socket.socket, server: socket.socket, key: str, children: dict
         for other in children.values():
             other.close()
         _run_child(conn, request, fds)
-    for fd in fds:
-        os.close(fd)
+    _close(fds)
     children[pid] = conn
 
 
 def _refuse_stale(conn: socket.socket, key: str) -> None:
     conn.setblocking(True)
     with contextlib.suppress(ValueError):
-        _, _, fds = _receive(conn, key)  # read before answering: unread data would reset the connection
-        for fd in fds:
-            os.close(fd)
-    _decline(conn, "stale: the package changed since this server started", stale=True)
+        _close(_receive(conn, key)[2])  # read before answering: unread data would reset the connection
+    warmsocket.decline(conn, {"error": "stale: the package changed since this server started", "stale": True})
 
 
-def _decline(conn: socket.socket, reason: str, stale: bool = False) -> None:
-    try:
-        warmsocket.send(conn, {"error": reason, "stale": stale})
-    except OSError:
-        pass
-    conn.close()
+def _close(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
 
 
 def _reap(children: dict[int, socket.socket], block: bool = False) -> None:

@@ -61,8 +61,8 @@ def run_warm(argv: list[str]) -> int | None:
 
     from autopilot import warmsocket
 
-    key = warmsocket.key("commands")
-    path = warmsocket.socket_path("commands", key)
+    key = warmsocket.key(warmsocket.COMMAND_SERVER)
+    path = warmsocket.socket_path(warmsocket.COMMAND_SERVER, key)
     if path is None or not _std_fds_open():
         return None
     conn = warmsocket.connect(path)

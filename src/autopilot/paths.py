@@ -130,3 +130,9 @@ class Project:
             if (candidate / "Snakefile").exists() or (candidate / "config" / "config.yaml").exists():
                 return cls(candidate)
         return cls(here)
+
+
+def generation_run_id(run_id: str, index: int, place: int) -> str:
+    """The run at `place` of the generation in which `run_id` is at `index`: a generation's runs are numbered
+    one after another, place 0 first."""
+    return format_run_id(run_number(run_id) - index + place)

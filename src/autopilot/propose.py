@@ -28,7 +28,7 @@ from autopilot import fsio, guard, journal, ledger, mentor, plan, schemas, workp
 from autopilot.errors import ProposalError
 from autopilot.llm import LLMFailure
 from autopilot.llm.audit import Audit
-from autopilot.paths import format_run_id, run_number
+from autopilot.paths import generation_run_id
 from autopilot.policies import Context, describe_overrides, point_of, same_point
 from autopilot.study import Study
 
@@ -164,12 +164,10 @@ CUT_SHORT = ("stopped", "skipped")  # ended by a person: training the same point
 
 
 def generation_siblings(study: Study, run_id: str, index: int) -> tuple[dict, ...]:
-    """The proposals already written for the earlier places of the run's generation (its runs are numbered
-    one after another, place 0 first)."""
-    first = run_number(run_id) - index
+    """The proposals already written for the earlier places of the run's generation."""
     out = []
     for k in range(index):
-        sibling = study.paths.run(format_run_id(first + k))
+        sibling = study.paths.run(generation_run_id(run_id, index, k))
         proposal = ledger.read_path(sibling.proposal)
         if proposal is not None:
             out.append({"run_id": sibling.id, "policy": proposal["policy"], "overrides": proposal["overrides"]})

@@ -56,7 +56,7 @@ def serve(task: str, root: Path) -> None:
     path = warmsocket.socket_path("pool", key)
     if path is None:
         return
-    idle_seconds = float(os.environ.get("AUTOPILOT_POOL_IDLE_SECONDS", 300))  # then the pool exits
+    idle_seconds = warmsocket.idle_seconds()
     warmsocket.exit_on_sigterm()
     fingerprint = warmsocket.source_fingerprint()
     server, inode = warmsocket.listen(path)  # before importing: clients wait for this pool, none starts another
@@ -81,7 +81,7 @@ def serve(task: str, root: Path) -> None:
                 conn.close()
                 continue
             if warmsocket.source_fingerprint() != fingerprint:
-                _decline(conn, "stale: the package changed since this pool started")
+                warmsocket.decline(conn, {"error": "stale: the package changed since this pool started"})
                 break
             waiter = _handle(conn, module, task, key)
             if waiter is not None:
@@ -107,7 +107,7 @@ def _handle(conn: socket.socket, module, task: str, key: str) -> threading.Threa
             raise ValueError("this pool serves another project, task, interpreter or settings")
         log_fd = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     except (OSError, ValueError, KeyError) as e:
-        _decline(conn, f"bad request: {e}")
+        warmsocket.decline(conn, {"error": f"bad request: {e}"})
         return None
     if not warmsocket.server_handshake(reader):  # the supervisor gave up waiting and starts it itself
         os.close(log_fd)
@@ -128,14 +128,6 @@ def _handle(conn: socket.socket, module, task: str, key: str) -> threading.Threa
     waiter = threading.Thread(target=_report_exit, args=(conn, pid))
     waiter.start()
     return waiter
-
-
-def _decline(conn: socket.socket, reason: str) -> None:
-    try:
-        warmsocket.send(conn, {"error": reason})
-    except OSError:
-        pass  # the client is gone
-    conn.close()
 
 
 def _report_exit(conn: socket.socket, pid: int) -> None:

@@ -21,6 +21,7 @@ import sys
 import zlib
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+COMMAND_SERVER = "commands"  # the kind of the command server (autopilot.cmdserver); trainer pools are "pool"
 SUN_PATH_MAX = 107  # bytes of a unix socket path, less the terminating NUL
 HANDSHAKE_SECONDS = 30.0  # how long a client waits for a warm process that is still importing
 # How long a warm process waits for a client's request, or its "go": a client sends the request as soon as it
@@ -88,6 +89,11 @@ def source_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
+def idle_seconds() -> float:
+    """How long a warm process waits for work before it exits: AUTOPILOT_POOL_IDLE_SECONDS, default 300."""
+    return float(os.environ.get("AUTOPILOT_POOL_IDLE_SECONDS", 300))
+
+
 def exit_on_sigterm() -> None:
     """In a warm process: SIGTERM ends it through its `finally:` (which removes the socket)."""
     import signal
@@ -145,6 +151,14 @@ def same_user(conn: socket.socket) -> bool:
     return int.from_bytes(creds[4:8], sys.byteorder) == os.getuid()
 
 
+def listening(path: str | None) -> bool:
+    """A warm process listens at `path` (it reads the empty request of this probe and goes on)."""
+    conn = connect(path)
+    if conn is not None:
+        conn.close()
+    return conn is not None
+
+
 def connect(path: str | None) -> socket.socket | None:
     if path is None:
         return None
@@ -163,6 +177,15 @@ def encode(message: dict) -> bytes:
 
 def send(conn: socket.socket, message: dict) -> None:
     conn.sendall(encode(message))
+
+
+def decline(conn: socket.socket, message: dict) -> None:
+    """Answer a request that will not be carried out (a client already gone is no error) and hang up."""
+    try:
+        send(conn, message)
+    except OSError:
+        pass
+    conn.close()
 
 
 def client_handshake(reader: LineReader, timeout: float = HANDSHAKE_SECONDS) -> dict | None:

@@ -38,19 +38,12 @@ def start(study: Study) -> list[str]:
         return []
     env = job_env()
     started = []
-    if not _listening(cmdserver.socket_path(env)):
+    if not warmsocket.listening(cmdserver.socket_path(env)):
         console.start_server(env)
         started.append("command server")
     task = study.config["task"]
-    if task != "command" and not _listening(warmpool.socket_path(study.project.root, task, env)):
+    if task != "command" and not warmsocket.listening(warmpool.socket_path(study.project.root, task, env)):
         warmpool.start_pool(task, study.project.root, env)
         started.append(f"{task} trainer pool")
     return started
 
-
-def _listening(path: str | None) -> bool:
-    conn = warmsocket.connect(path)
-    if conn is None:
-        return False
-    conn.close()  # the warm process reads an empty request and goes on
-    return True

@@ -16,7 +16,7 @@ import logging
 
 from autopilot import guard, ledger
 from autopilot.errors import ProposalError
-from autopilot.paths import format_run_id, run_number
+from autopilot.paths import generation_run_id
 from autopilot.policies import Context, changed_from_baseline, describe_overrides
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def ask(ctx: Context, sampler_name: str) -> dict:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cfg = ctx.study.config
-    first_run = format_run_id(run_number(ctx.run_id) - ctx.index)  # the same seed for the whole generation
+    first_run = generation_run_id(ctx.run_id, ctx.index, 0)  # the same seed for the whole generation
     seed = ledger.derive_seed(cfg["seed"], first_run, 1_000_003)  # not the training seed
     if sampler_name == "tpe":
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg["tpe"]["n_startup_trials"],
