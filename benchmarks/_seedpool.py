@@ -1,6 +1,6 @@
 """Train many seeds of a config of the built-in digits task in this process (shared by the benchmarks).
 
-The real task code runs (`autopilot.tasks.cnn_digits.train` through the trainer contract); only the
+The real task code runs (`autopilot.train.tasks.cnn_digits.train` through the trainer contract); only the
 process start-up of the workflow is skipped, so hundreds of seeds fit in minutes.
 """
 
@@ -17,8 +17,8 @@ from autopilot import fsio
 
 def train_seed(hparams: dict, seed: int, root: Path, split_seed: int = 0) -> tuple[float, np.ndarray]:
     """Validation accuracy and per-example correctness of one seed."""
-    from autopilot.contract import TrainerRun
-    from autopilot.tasks import cnn_digits
+    from autopilot.train.contract import TrainerRun
+    from autopilot.train.tasks import cnn_digits
 
     run_dir = Path(tempfile.mkdtemp(dir=root, prefix=f"seed{seed}-"))
     config = {

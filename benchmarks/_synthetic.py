@@ -60,9 +60,9 @@ def write_runs(study: Study, n: int, seed: int = 0) -> None:
         for path, doc in ((run.proposal, proposal), (run.config, config), (run.summary, summary),
                           (run.verdict, verdict)):
             path.write_text(json.dumps(doc))
-        from autopilot import journal
+        from autopilot.journal import record
 
-        entry = journal.build_entry(study, run, verdict)
+        entry = record.build_entry(study, run, verdict)
         run.entry.write_text(json.dumps(entry))
         history_lines.append(json.dumps(entry))
         if verdict["promoted"]:

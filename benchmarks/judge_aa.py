@@ -26,7 +26,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 from _seedpool import seed_pool  # noqa: E402
 
-from autopilot import judge  # noqa: E402
+from autopilot.judge import stats  # noqa: E402
 from autopilot.study import check_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ BETTER = {"epochs": 10}  # a known improvement of the default baseline (about +2
 def replay(inc_pool, cand_pool, same: bool, judge_cfg: dict, overrides: dict, rng) -> tuple[str, int]:
     """One comparison under the judge's protocol; returns the verdict and the candidate seeds used."""
     n_inc = 1 + judge_cfg["noise_seeds"]
-    extra, welch = judge.extra_seeds_for(overrides, judge_cfg)
+    extra, welch = stats.extra_seeds_for(overrides, judge_cfg)
     if same:  # A/A: incumbent and candidate seeds must be distinct seeds of one pool
         idx = rng.permutation(len(inc_pool))
         inc = [inc_pool[i] for i in idx[:n_inc]]
@@ -44,12 +44,12 @@ def replay(inc_pool, cand_pool, same: bool, judge_cfg: dict, overrides: dict, rn
     else:
         inc = [inc_pool[i] for i in rng.choice(len(inc_pool), n_inc, replace=False)]
         cand_all = [cand_pool[i] for i in rng.choice(len(cand_pool), 1 + extra, replace=False)]
-    inc_r = [judge.SeedResult(v, pe) for v, pe in inc]
+    inc_r = [stats.SeedResult(v, pe) for v, pe in inc]
     first = cand_all[0]
-    cand = cand_all if judge.needs_confirmation(first[0], [v for v, _ in inc], True) else cand_all[:1]
-    cand_r = [judge.SeedResult(v, pe) for v, pe in cand]
+    cand = cand_all if stats.needs_confirmation(first[0], [v for v, _ in inc], True) else cand_all[:1]
+    cand_r = [stats.SeedResult(v, pe) for v, pe in cand]
     cfg = {**judge_cfg, "bootstrap_samples": 200}  # the bootstrap is for the record; it does not decide here
-    result = judge.decide(cand_r, inc_r, [], cfg, True, welch, bootstrap_seed=int(rng.integers(1 << 30)))
+    result = stats.decide(cand_r, inc_r, [], cfg, True, welch, bootstrap_seed=int(rng.integers(1 << 30)))
     return result["verdict"], len(cand)
 
 
@@ -61,8 +61,8 @@ def judge_cfg_seeds_needed(judge_cfg: dict) -> int:
 @click.command()
 @click.option("--seeds", default=40, help="Seeds trained per config.")
 @click.option("--draws", default=4000, help="Random comparisons replayed per kind (A/A, A/B).")
-@click.option("--noise-seeds", type=int, help="Override judge.noise_seeds of config/config.yaml.")
-@click.option("--confirm-seeds", type=int, help="Override judge.confirm_seeds of config/config.yaml.")
+@click.option("--noise-seeds", type=int, help="Override stats.noise_seeds of config/config.yaml.")
+@click.option("--confirm-seeds", type=int, help="Override stats.confirm_seeds of config/config.yaml.")
 @click.option("--quick", is_flag=True, help="Smoke run: the fewest seeds the protocol needs, 100 draws, 1-2 epochs.")
 def main(seeds: int, draws: int, noise_seeds: int | None, confirm_seeds: int | None, quick: bool) -> None:
     config = check_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), "config/config.yaml")

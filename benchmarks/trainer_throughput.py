@@ -34,9 +34,10 @@ from pathlib import Path
 import click
 import torch
 
-from autopilot import fsio, lm_data, lm_tiny
-from autopilot.contract import TrainerRun
-from autopilot.tasks import causal_lm
+from autopilot import fsio
+from autopilot.train import lm_data, lm_tiny
+from autopilot.train.contract import TrainerRun
+from autopilot.train.tasks import causal_lm
 
 H100_BF16_DENSE_FLOPS = 989e12
 SIZES = {  # model size, batch, sequence length, steps timed after the warmup

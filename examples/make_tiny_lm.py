@@ -17,7 +17,8 @@ from pathlib import Path
 
 import click
 
-from autopilot import fsio, lm_tiny
+from autopilot import fsio
+from autopilot.train import lm_tiny
 
 DATA = Path(__file__).resolve().parent / "data"
 TRAIN, VAL = DATA / "chat_sft_small.jsonl", DATA / "chat_sft_small_val.jsonl"

@@ -11,8 +11,8 @@ trainer_summary.json with the per-example scores the judge pairs.
 
 import numpy as np
 
-from autopilot.contract import TrainerRun
-from autopilot.tasks.digits_data import split
+from autopilot.train.contract import TrainerRun
+from autopilot.train.tasks.digits_data import split
 
 with TrainerRun.from_argv() as run:
     hp, rng = run.hparams, np.random.default_rng(run.seed)

@@ -6,10 +6,10 @@ from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
 
-from autopilot import hooks
+from autopilot.workflow import hooks
 from autopilot.paths import Project
-from autopilot.plan import ENV_VAR, Plan, plan_runs
-from autopilot.policies import proposes_with_llm
+from autopilot.workflow.plan import ENV_VAR, Plan, plan_runs
+from autopilot.propose.policies import proposes_with_llm
 from autopilot.study import Study, check_config
 
 PROJECT = Project(Path.cwd())
@@ -40,7 +40,7 @@ def cap_gpus():
     """On one machine, cap the `gpu` resource at its GPU count unless `--resources gpu=N` is given. Without
     GPUs it stays uncapped, so the cores alone limit how many runs train at once; a cluster has its own count."""
     if workflow.is_main_process and workflow.local_exec and "gpu" not in workflow.global_resources:
-        from autopilot import gpus
+        from autopilot.train import gpus
 
         n = gpus.count()
         if n:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from autopilot import fsio, lm_tiny
+from autopilot import fsio
 from autopilot.paths import RunPaths
+from autopilot.train import lm_tiny
 
 TRAIN_CHATS = lm_tiny.synthetic_chat(48, seed=1)
 VAL_CHATS = lm_tiny.synthetic_chat(12, seed=2)
@@ -64,7 +65,7 @@ def write_config(root: Path, hparams: dict | None = None, run_id: str = "00001",
 
 
 def argv(run: RunPaths, root: Path) -> list[str]:
-    return [sys.executable, "-m", "autopilot.tasks.causal_lm", str(run.config.relative_to(root)),
+    return [sys.executable, "-m", "autopilot.train.tasks.causal_lm", str(run.config.relative_to(root)),
             str(run.dir.relative_to(root))]
 
 

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from autopilot.contract import TrainerRun
+from autopilot.train.contract import TrainerRun
 
 with TrainerRun.from_argv() as run:
     hp = run.hparams

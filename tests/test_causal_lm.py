@@ -26,10 +26,11 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from autopilot import checkpoints, contract, fsio, schemas, supervisor
-from autopilot.contract import TrainerRun
+from autopilot import fsio, schemas
 from autopilot.errors import TrainerError
-from autopilot.tasks import causal_lm, causal_lm_eval
+from autopilot.train import checkpoints, contract, supervisor
+from autopilot.train.contract import TrainerRun
+from autopilot.train.tasks import causal_lm, causal_lm_eval
 
 
 @pytest.fixture(autouse=True)

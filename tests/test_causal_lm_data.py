@@ -6,9 +6,9 @@ import pytest
 from conftest_lm import tiny_model_fixture  # noqa: F401  (the tiny_model_dir fixture)
 from transformers import AutoTokenizer
 
-from autopilot import lm_data
 from autopilot.errors import TrainerError
-from autopilot.lm_data import IGNORE
+from autopilot.train import lm_data
+from autopilot.train.lm_data import IGNORE
 
 CHAT = {"messages": [{"role": "system", "content": "Be brief."},
                      {"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "4."},

@@ -11,9 +11,10 @@ import pytest
 import torch
 from conftest_lm import TRAIN_CHATS, argv, make_lm_project, tiny_model_fixture, write_config  # noqa: F401
 
-from autopilot import fsio, lm_tiny, supervisor
-from autopilot.contract import TrainerRun
-from autopilot.tasks import causal_lm
+from autopilot import fsio
+from autopilot.train import lm_tiny, supervisor
+from autopilot.train.contract import TrainerRun
+from autopilot.train.tasks import causal_lm
 
 pytestmark = [
     pytest.mark.gpu,

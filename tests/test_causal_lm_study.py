@@ -11,13 +11,15 @@ import yaml
 from conftest import REPO, make_project, snakemake
 from conftest_lm import TRAIN_CHATS, VAL_CHATS, tiny_model_fixture, write_jsonl  # noqa: F401
 
-from autopilot import fsio, guard, lm_data, queue, schemas
+from autopilot import fsio, guard, schemas
 from autopilot.errors import ConfigError, LoopHalted
+from autopilot.ingest import queue
 from autopilot.ingest.checks import Settings
 from autopilot.ingest.inbox import add_file, check_file
 from autopilot.ingest.specs import load_spec
 from autopilot.paths import Project
 from autopilot.study import Study, check_config
+from autopilot.train import lm_data
 
 EXAMPLE = REPO / "config" / "studies" / "lm_sft.yaml"
 FAST_BASELINE = {"max_steps": 4, "epochs": 1, "batch_size": 8, "save_every": 2, "max_length": 96}
@@ -39,7 +41,7 @@ def test_the_example_study_and_its_data_are_valid():
         assert scan.accepted, scan.summary()
     train = {line for line in (REPO / study.config["data"]["train_file"]).read_text().splitlines()}
     assert len(train) >= 300
-    from autopilot.tasks.causal_lm import TrainConfig
+    from autopilot.train.tasks.causal_lm import TrainConfig
     TrainConfig(**study.config["baseline"])  # every baseline key is a field of the task's config
 
 

@@ -14,7 +14,8 @@ import pytest
 from conftest import VENV_BIN, env, snakemake
 from test_workflow import check_every_json_file, finished_runs
 
-from autopilot import checkpoints, fsio
+from autopilot import fsio
+from autopilot.train import checkpoints
 
 pytestmark = pytest.mark.slow
 

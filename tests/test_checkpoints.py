@@ -15,7 +15,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autopilot import checkpoints
+from autopilot.train import checkpoints
 
 
 def test_save_latest_load_round_trip(tmp_path):
@@ -55,7 +55,7 @@ def test_an_exception_mid_write_leaves_nothing(tmp_path):
 KILLED_WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from autopilot import checkpoints
+    from autopilot.train import checkpoints
     ckpt = Path(sys.argv[1])
     def slow(folder):
         (folder / "model.safetensors").write_bytes(b"half of the weights")

@@ -11,8 +11,8 @@ import yaml
 from click.testing import CliRunner
 from conftest import REPO
 
-from autopilot import queue
 from autopilot.cli import main
+from autopilot.ingest import queue
 from autopilot.paths import Project
 
 GOOD = b'{"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]}\n'

@@ -16,8 +16,9 @@ import pytest
 from conftest import VENV_BIN, env, make_project
 from ops_study import make_slow_project, training, wait_for
 
-from autopilot import cmdserver, console, warmsocket
+from autopilot import console
 from autopilot.paths import Project
+from autopilot.warm import commands, protocol
 
 WARM = re.compile(r"pid (\d+), forked by the warm command server \(pid (\d+)\)")
 
@@ -33,7 +34,7 @@ def server_env():
 
 
 def server_pids(e: dict) -> list[int]:
-    out = subprocess.run(["pgrep", "-f", "autopilot.cmdserver"], capture_output=True, text=True).stdout.split()
+    out = subprocess.run(["pgrep", "-f", "autopilot.warm.commands"], capture_output=True, text=True).stdout.split()
     marker = f"NUMEXPR_MAX_THREADS={e['NUMEXPR_MAX_THREADS']}".encode()
     pids = []
     for pid in map(int, out):
@@ -53,8 +54,8 @@ def cli(root: Path, e: dict, *args: str) -> subprocess.CompletedProcess:
 def start_server(root: Path, e: dict) -> Path:
     """The first warm command starts the server (and runs in its own process); wait until it listens."""
     cli(root, e, "propose", "--dry-run")
-    path = cmdserver.socket_path(e)
-    wait_for(lambda: warmsocket.listening(path), timeout=30, what="the command server to listen")
+    path = commands.socket_path(e)
+    wait_for(lambda: protocol.listening(path), timeout=30, what="the command server to listen")
     return Path(path)
 
 
@@ -134,7 +135,7 @@ def test_the_server_and_its_socket_are_private(project, server_env):
 def test_other_interpreter_settings_get_a_server_of_their_own(project, server_env):
     path = start_server(project, server_env)
     other = {**server_env, "OMP_NUM_THREADS": "1" if server_env.get("OMP_NUM_THREADS") != "1" else "2"}
-    assert Path(cmdserver.socket_path(other)) != path
+    assert Path(commands.socket_path(other)) != path
     other_path = start_server(project, other)
     first = warm_pids(cli(project, server_env, "-v", "propose", "--dry-run").stderr)
     second = warm_pids(cli(project, other, "-v", "propose", "--dry-run").stderr)
@@ -146,14 +147,14 @@ def test_other_interpreter_settings_get_a_server_of_their_own(project, server_en
 def test_a_changed_package_retires_the_server(project, server_env):
     start_server(project, server_env)
     [old] = server_pids(server_env)
-    source = Path(warmsocket.PACKAGE_DIR) / "tasks" / "__init__.py"
+    source = Path(protocol.PACKAGE_DIR) / "train" / "tasks" / "__init__.py"
     st = source.stat()
     os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     try:
         declined = cli(project, server_env, "-v", "propose", "--dry-run")
         assert declined.returncode == 0 and warm_pids(declined.stderr) is None  # ran in its own process
         wait_for(lambda: not alive(old), timeout=10, what="the stale server to exit")
-        wait_for(lambda: server_pids(server_env) and warmsocket.listening(cmdserver.socket_path(server_env)),
+        wait_for(lambda: server_pids(server_env) and protocol.listening(commands.socket_path(server_env)),
                  timeout=30, what="a fresh server")
         fresh = warm_pids(cli(project, server_env, "-v", "propose", "--dry-run").stderr)
         assert fresh and fresh[1] != old
@@ -224,7 +225,7 @@ def test_a_warm_command_dies_with_its_client(warm_training):
 
 
 def pool_pids(root: Path) -> list[int]:
-    out = subprocess.run(["pgrep", "-f", f"autopilot.warmpool cnn_digits {root}"], capture_output=True, text=True)
+    out = subprocess.run(["pgrep", "-f", f"autopilot.warm.trainers cnn_digits {root}"], capture_output=True, text=True)
     pids = {int(p) for p in out.stdout.split()}
     return [p for p in pids if Path(f"/proc/{p}/stat").exists()
             and int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1]) not in pids]  # not trainers
@@ -246,9 +247,9 @@ def test_a_workflow_warms_up_the_processes_its_jobs_then_use(tmp_path, server_en
 
 
 def test_on_a_cluster_jobs_start_fresh_and_nothing_is_warmed_up(project, monkeypatch):
-    from autopilot import hooks
-    from autopilot.plan import plan_runs
     from autopilot.study import Study
+    from autopilot.workflow import hooks
+    from autopilot.workflow.plan import plan_runs
 
     monkeypatch.delenv("AUTOPILOT_NO_WARMSTART", raising=False)
     study = Study.load(Project(project), project / "config" / "config.yaml")
@@ -258,9 +259,9 @@ def test_on_a_cluster_jobs_start_fresh_and_nothing_is_warmed_up(project, monkeyp
 
 
 def test_nothing_is_warmed_up_without_runs_to_train(project, monkeypatch):
-    from autopilot import hooks
-    from autopilot.plan import plan_runs
     from autopilot.study import Study
+    from autopilot.workflow import hooks
+    from autopilot.workflow.plan import plan_runs
 
     monkeypatch.delenv("AUTOPILOT_NO_WARMSTART", raising=False)
     study = Study.load(Project(project), project / "config" / "config.yaml")
@@ -271,7 +272,7 @@ def test_nothing_is_warmed_up_without_runs_to_train(project, monkeypatch):
 
 
 def test_the_rate_limiters_timer_does_not_hold_up_the_exit():
-    from autopilot import hooks
+    from autopilot.workflow import hooks
 
     timer = threading.Timer(600, lambda: None)
     timer.start()

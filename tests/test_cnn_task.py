@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from autopilot import checkpoints, fsio, supervisor
+from autopilot import fsio
 from autopilot.paths import RunPaths
+from autopilot.train import checkpoints, supervisor
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +40,7 @@ def write_config(root: Path, hparams: dict, run_id: str = "00001", max_seconds: 
 
 
 def argv(run: RunPaths, root: Path) -> list[str]:
-    return [sys.executable, "-m", "autopilot.tasks.cnn_digits", str(run.config.relative_to(root)),
+    return [sys.executable, "-m", "autopilot.train.tasks.cnn_digits", str(run.config.relative_to(root)),
             str(run.dir.relative_to(root))]
 
 
@@ -120,9 +121,11 @@ def test_warm_start_forks_a_killable_trainer_with_the_same_result(tmp_path):
     root = tmp_path
     run = write_config(root, HP)
     cold = supervisor.run_trainer(argv(run, root), run, fsio.read_json(run.config), root)
-    code = ("import sys, json; from pathlib import Path; from autopilot import supervisor, fsio; "
+    code = ("import sys, json; from pathlib import Path; from autopilot import fsio; "
+            "from autopilot.train import supervisor; "
             "from autopilot.paths import RunPaths; root = Path.cwd(); run = RunPaths(root / 'runs/s/00002'); "
-            "argv = [sys.executable, '-m', 'autopilot.tasks.cnn_digits', 'runs/s/00002/config.json', 'runs/s/00002']; "
+            "argv = [sys.executable, '-m', 'autopilot.train.tasks.cnn_digits', "
+            "'runs/s/00002/config.json', 'runs/s/00002']; "
             "assert supervisor.builtin_task(argv) == 'cnn_digits'; "
             "s = supervisor.run_trainer(argv, run, fsio.read_json(run.config), root); print(json.dumps(s))")
     warm_run = write_config(root, HP, run_id="00002")

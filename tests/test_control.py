@@ -13,10 +13,12 @@ from click.testing import CliRunner
 from conftest import VENV_BIN, env, snakemake
 from ops_study import SLOW_TRAINER, history, make_slow_project, read_status, training, wait_for
 
-from autopilot import control, fsio, guard, supervisor
+from autopilot import fsio, guard
 from autopilot.cli import main
+from autopilot.ops import control
 from autopilot.paths import Project, RunPaths
 from autopilot.study import Study
+from autopilot.train import supervisor
 
 
 def write_status(root: Path, phase: str = "train", age: float = 1.0, step: int = 5) -> None:

@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO, VENV_BIN, env, make_project
 from ops_study import history, make_slow_project, training, wait_for
 
-from autopilot import cron
+from autopilot.ops import cron
 from autopilot.paths import Project
 
 

@@ -13,8 +13,9 @@ import pytest
 from conftest import VENV_BIN, env, make_project
 from ops_study import entry, history, make_slow_project, training, wait_for, write_history
 
-from autopilot import control, daemon, fsio, ledger
-from autopilot.cron import Invocation
+from autopilot import fsio, ledger
+from autopilot.ops import control, daemon
+from autopilot.ops.cron import Invocation
 from autopilot.paths import Project
 from autopilot.study import Study
 

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from autopilot import fsio, guard, journal, ledger, plan
+from autopilot import fsio, guard, ledger
+from autopilot.journal import record
+from autopilot.judge.verdicts import judge_run
 from autopilot.paths import Project
-from autopilot.plan import Plan, Slot, plan_runs
-from autopilot.propose import propose_run
+from autopilot.propose.decide import propose_run
 from autopilot.study import Study, check_config
-from autopilot.verdicts import judge_run
+from autopilot.workflow import plan
+from autopilot.workflow.plan import Plan, Slot, plan_runs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from _synthetic import SUMMARY_MANIFEST, write_runs  # noqa: E402
@@ -122,7 +124,7 @@ def test_a_runs_proposal_does_not_depend_on_what_its_siblings_finished(tmp_path)
     # sibling 00013 finishes (judged, journaled) before 00015 is proposed again: 00015 must not see it
     fake_trained_run(study, "00013", [0.99, 0.99, 0.99])
     judge_run(study, "00013")
-    journal.sync(study)
+    record.sync(study)
     assert any(e["run_id"] == "00013" for e in ledger.read_history(study.paths))
     again = propose_run(study, "00015")
     assert again["overrides"] == before[2]["overrides"]
@@ -179,7 +181,7 @@ def judged_generation(tmp_path) -> Study:
          {"00001": Slot(1, 0), "00002": Slot(2, 0), "00003": Slot(2, 1), "00004": Slot(2, 2)}, None).export()
     fake_trained_run(study, "00001", [0.80, 0.81, 0.79, 0.80])
     judge_run(study, "00001")
-    journal.sync(study)
+    record.sync(study)
     fake_trained_run(study, "00002", [0.90, 0.91, 0.90])
     fake_trained_run(study, "00003", [0.95, 0.96, 0.95])
     fake_trained_run(study, "00004", [0.70])
@@ -191,7 +193,7 @@ def test_each_run_of_a_generation_is_judged_against_the_best_before_it(judged_ge
     study = judged_generation
     for run_id in order:  # each is judged and journaled before the next, as when they finish one by one
         judge_run(study, run_id)
-        journal.sync(study)
+        record.sync(study)
     verdicts = {r: fsio.read_json(study.paths.run(r).verdict) for r in ("00002", "00003", "00004")}
     assert {v["compared_to"] for v in verdicts.values()} == {"00001"}
     assert verdicts["00002"]["verdict"] == verdicts["00003"]["verdict"] == "improved"
@@ -210,7 +212,7 @@ def test_the_next_generation_is_judged_against_the_generations_best(judged_gener
     study = judged_generation
     for run_id in ("00002", "00003", "00004"):
         judge_run(study, run_id)
-    journal.sync(study)
+    record.sync(study)
     Plan(study.name, [["00005"]], {"00005": Slot(3, 0)}, None).export()
     fake_trained_run(study, "00005", [0.96, 0.97, 0.965])
     assert judge_run(study, "00005")["compared_to"] == "00003"

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from conftest import REPO
 
-from autopilot import queue
+from autopilot.ingest import queue
 from autopilot.paths import Project
 
 AUTOPILOT = Path(sys.executable).parent / "autopilot"

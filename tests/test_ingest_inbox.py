@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from autopilot import fsio, queue, schemas
-from autopilot.ingest import inbox
+from autopilot import fsio, schemas
+from autopilot.ingest import inbox, queue
 from autopilot.ingest.checks import Settings
 from autopilot.ingest.inbox import ingest_inbox, summarize
 from autopilot.paths import Project

@@ -6,7 +6,7 @@ import os
 
 from conftest import snakemake
 
-from autopilot import queue
+from autopilot.ingest import queue
 from autopilot.paths import Project
 
 GOOD = b'{"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]}\n'

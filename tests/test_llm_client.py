@@ -8,10 +8,10 @@ import pytest
 from llm_server import GOOD_ANSWER, ScriptedLLM, error, llama_cpp_like, llm_study, reply
 
 from autopilot import fsio
-from autopilot.llm import LLMFailure, settings_for
-from autopilot.llm.audit import Audit
-from autopilot.llm.client import chat
-from autopilot.propose import propose_run
+from autopilot.propose.decide import propose_run
+from autopilot.propose.llm import LLMFailure, settings_for
+from autopilot.propose.llm.audit import Audit
+from autopilot.propose.llm.client import chat
 
 SCHEMA = {"type": "object"}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from llm_server import GOOD_ANSWER, llm_study
 
 from autopilot import fsio
-from autopilot.propose import propose_run
+from autopilot.propose.decide import propose_run
 
 AGENT = """
 import json, sys

@@ -10,14 +10,15 @@ from click.testing import CliRunner
 from conftest import make_project, snakemake
 from llm_server import GOOD_ANSWER, ScriptedLLM, error, llm_study, prompt_of, reply
 
-from autopilot import fsio, guard, ledger, workpad
+from autopilot import fsio, guard, ledger
 from autopilot.cli import main
-from autopilot.journal import count_fallback
-from autopilot.llm import LLMFailure
-from autopilot.llm.extract import answer, json_object
-from autopilot.plan import ENV_VAR, plan_runs
-from autopilot.policies import changed_from_baseline
-from autopilot.propose import propose_run
+from autopilot.journal.record import count_fallback
+from autopilot.propose import workpad
+from autopilot.propose.decide import propose_run
+from autopilot.propose.llm import LLMFailure
+from autopilot.propose.llm.extract import answer, json_object
+from autopilot.propose.policies import changed_from_baseline
+from autopilot.workflow.plan import ENV_VAR, plan_runs
 
 
 def answered(**changes) -> dict:
@@ -192,7 +193,7 @@ def test_hybrid_shares_runs_by_run_id_and_shows_tpe_to_the_llm(tmp_path):
     assert len(prompts) == llm_runs
     assert all("TPE's suggested next point" in p for p in prompts)
     again = llm_study(tmp_path / "again", server.url, policy="hybrid")
-    from autopilot.policies import Context, hybrid
+    from autopilot.propose.policies import Context, hybrid
     assert [hybrid.label(Context(again, f"{i:05d}", [], None)) for i in range(4, 24)] == policies
 
 

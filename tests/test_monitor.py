@@ -15,7 +15,8 @@ import pytest
 from conftest import VENV_BIN, env, make_project
 from ops_study import Dom, chromium, entry, write_history
 
-from autopilot import fsio, monitor, report
+from autopilot import fsio
+from autopilot.ops import monitor, report
 from autopilot.paths import Project
 from autopilot.study import Study
 

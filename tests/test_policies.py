@@ -8,9 +8,9 @@ import pytest
 
 from autopilot import fsio, ledger
 from autopilot.paths import Project
-from autopilot.policies import Context
-from autopilot.policies.optimizer import propose_random, propose_tpe
-from autopilot.propose import propose_run
+from autopilot.propose.decide import propose_run
+from autopilot.propose.policies import Context
+from autopilot.propose.policies.optimizer import propose_random, propose_tpe
 from autopilot.study import Study, check_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

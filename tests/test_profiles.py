@@ -13,8 +13,8 @@ import yaml
 from conftest import REPO, VENV_BIN, env, make_project, snakemake
 from test_generation_workflow import TIMED_BASELINE, max_concurrent
 
-from autopilot import plan
 from autopilot.errors import AutopilotError
+from autopilot.workflow import plan
 
 PLUGINS = {"slurm": "snakemake_executor_plugin_slurm", "kubernetes": "snakemake_executor_plugin_kubernetes"}
 
@@ -60,7 +60,7 @@ def test_a_job_process_without_the_plan_says_so():
 
 CLAIM = """
 import sys, time
-from autopilot import gpus
+from autopilot.train import gpus
 with gpus.claim(sys.argv[1]) as device:
     import os
     print(device, os.environ["CUDA_VISIBLE_DEVICES"], time.monotonic(), flush=True)
@@ -80,7 +80,7 @@ def test_each_run_claims_a_gpu_of_its_own(tmp_path):
 
 
 def test_without_several_gpus_nothing_is_claimed(monkeypatch):
-    from autopilot import gpus
+    from autopilot.train import gpus
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     with gpus.claim() as device:

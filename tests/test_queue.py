@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from autopilot import fsio, queue
+from autopilot import fsio
 from autopilot.errors import QueueError
+from autopilot.ingest import queue
 from autopilot.paths import Project
 
 

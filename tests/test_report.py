@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from conftest import make_project, snakemake
 from ops_study import Dom, chromium, entry, write_history
 
-from autopilot import report
 from autopilot.cli import main
+from autopilot.ops import report
 from autopilot.paths import Project, RunPaths
 from autopilot.study import Study
 

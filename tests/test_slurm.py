@@ -185,7 +185,8 @@ def test_a_two_generation_study_runs_through_slurm_and_matches_the_local_run(slu
     assert {job for job, _ in submitted} <= finished
     assert "localrule train_model" not in proc.stderr and "localrule judge_run" in proc.stderr
     # cluster jobs started their trainers fresh: a warm pool on a node would die with the job that started it
-    pools = subprocess.run(["pgrep", "-f", f"autopilot.warmpool cnn_digits {cluster}"], capture_output=True, text=True)
+    pools = subprocess.run(["pgrep", "-f", f"autopilot.warm.trainers cnn_digits {cluster}"],
+                           capture_output=True, text=True)
     assert pools.stdout.split() == [] and "warming up" not in proc.stderr
 
     # and the study is the local one: same runs, same proposals and configs, same metrics and verdicts

@@ -11,8 +11,9 @@ from click.testing import CliRunner
 from conftest import make_project
 from ops_study import entry, write_history
 
-from autopilot import control, fsio, schemas
+from autopilot import fsio, schemas
 from autopilot.cli import main
+from autopilot.ops import control
 
 HISTORY = [
     entry("00001", "baseline", 0.80, policy="baseline"),

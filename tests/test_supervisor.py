@@ -14,14 +14,16 @@ import pytest
 from conftest import make_project, snakemake
 from ops_study import history, make_slow_project
 
-from autopilot import fsio, journal, schemas, supervisor
+from autopilot import fsio, schemas
+from autopilot.journal import record
 from autopilot.paths import Project, RunPaths
 from autopilot.study import Study
+from autopilot.train import supervisor
 
 TRAINER = textwrap.dedent("""
     import os, signal, subprocess, sys, time
     from pathlib import Path
-    from autopilot.contract import TrainerRun
+    from autopilot.train.contract import TrainerRun
 
     mode = sys.argv[3]
     starts_file = Path(sys.argv[2]) / "starts"
@@ -131,7 +133,8 @@ def test_a_hung_trainer_ignoring_sigterm_is_killed_with_its_group_marked_timeout
 def test_sigterm_to_the_supervisor_kills_the_trainer_and_writes_no_summary(tmp_path):
     """`autopilot train` told to stop (the daemon's SIGTERM) takes its trainer down; the run resumes later."""
     run, config = setup_run(tmp_path)
-    code = ("import sys; from pathlib import Path; from autopilot import fsio, supervisor; "
+    code = ("import sys; from pathlib import Path; from autopilot import fsio; "
+            "from autopilot.train import supervisor; "
             "from autopilot.paths import RunPaths; run = RunPaths(Path('runs/s/00001')); "
             f"supervisor.run_trainer({argv('slow')!r}, run, fsio.read_json(run.config), Path.cwd())")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
@@ -162,10 +165,10 @@ def test_the_journal_records_the_attempts(tmp_path):
     fsio.atomic_write_json(run.summary, summary)
     verdict = {"verdict": "baseline", "value": 0.5, "seed_values": [0.5], "compared_to": None, "delta": None,
                "interval": None, "reason": "first", "judged_at": "2026-01-01T00:00:00+00:00"}
-    entry = journal.build_entry(study, run, verdict)
+    entry = record.build_entry(study, run, verdict)
     assert entry["attempts"] == 2
     schemas.validate(entry, "history_entry")
-    assert "- attempts: 2 (the system killed the trainer" in journal.labbook_section(study, entry, "first")
+    assert "- attempts: 2 (the system killed the trainer" in record.labbook_section(study, entry, "first")
 
 
 @pytest.mark.slow

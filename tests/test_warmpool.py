@@ -12,11 +12,14 @@ from pathlib import Path
 import pytest
 from test_cnn_task import HP, argv, write_config
 
-from autopilot import checkpoints, fsio, warmpool, warmsocket
+from autopilot import fsio
+from autopilot.train import checkpoints
+from autopilot.warm import protocol, trainers
 
-TRAIN = ("import sys, json; from pathlib import Path; from autopilot import supervisor, fsio; "
+TRAIN = ("import sys, json; from pathlib import Path; from autopilot import fsio; "
+         "from autopilot.train import supervisor; "
          "from autopilot.paths import RunPaths; root = Path.cwd(); run = RunPaths(root / 'runs/s' / sys.argv[1]); "
-         "argv = [sys.executable, '-m', 'autopilot.tasks.cnn_digits', f'runs/s/{sys.argv[1]}/config.json', "
+         "argv = [sys.executable, '-m', 'autopilot.train.tasks.cnn_digits', f'runs/s/{sys.argv[1]}/config.json', "
          "f'runs/s/{sys.argv[1]}']; supervisor.run_trainer(argv, run, fsio.read_json(run.config), root)")
 
 
@@ -29,7 +32,7 @@ def train_in_subprocess(root: Path, run_id: str) -> subprocess.Popen:
 
 def pool_pids(root: Path) -> list[int]:
     """Pools of this project; their forked trainers share the command line but have a pool as parent."""
-    out = subprocess.run(["pgrep", "-f", f"autopilot.warmpool cnn_digits {root}"], capture_output=True, text=True)
+    out = subprocess.run(["pgrep", "-f", f"autopilot.warm.trainers cnn_digits {root}"], capture_output=True, text=True)
     pids = {int(p) for p in out.stdout.split()}
     return sorted(p for p in pids if parent(p) not in pids)
 
@@ -50,7 +53,7 @@ def root(tmp_path):
 
 def test_pool_serves_later_runs_and_gives_the_same_results(root, monkeypatch):
     monkeypatch.setenv("AUTOPILOT_NO_WARMSTART", "1")
-    from autopilot import supervisor
+    from autopilot.train import supervisor
 
     cold_run = write_config(root, HP, "00001")
     cold = supervisor.run_trainer(argv(cold_run, root), cold_run, fsio.read_json(cold_run.config), root)
@@ -62,14 +65,14 @@ def test_pool_serves_later_runs_and_gives_the_same_results(root, monkeypatch):
         assert summary["status"] == "completed"
         assert summary["per_example"]["values"] == cold["per_example"]["values"]  # same seed, same model
     assert len(pool_pids(root)) == 1  # one pool served both runs
-    assert Path(warmpool.socket_path(root, "cnn_digits")).exists()
+    assert Path(trainers.socket_path(root, "cnn_digits")).exists()
 
 
 def test_a_changed_package_retires_the_pool(root):
     write_config(root, HP, "00001")
     assert train_in_subprocess(root, "00001").wait(timeout=120) == 0
     [first] = pool_pids(root)
-    source = Path(warmsocket.PACKAGE_DIR) / "tasks" / "__init__.py"
+    source = Path(protocol.PACKAGE_DIR) / "train" / "tasks" / "__init__.py"
     st = source.stat()
     os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     try:

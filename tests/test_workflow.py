@@ -93,7 +93,7 @@ def test_finished_runs_are_never_re_executed(project, tmp_path):
     loop.write_text(loop.read_text().replace("> {log} 2>&1", "> {log} 2>&1 # edited"))
     src = tmp_path / "src"
     shutil.copytree(REPO / "src" / "autopilot", src / "autopilot")
-    judge_py = src / "autopilot" / "judge.py"
+    judge_py = src / "autopilot" / "judge" / "stats.py"
     judge_py.write_text(judge_py.read_text() + "\nEDITED = True\n")
     e = {**env(), "PYTHONPATH": str(src), "AUTOPILOT_SCHEMAS": str(REPO / "schemas")}
     proc = subprocess.run([str(Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin" / "snakemake"), "-c2",

@@ -1,7 +1,7 @@
 """The `autopilot` console script: the loop's commands run warm, everything else as a plain click program.
 
 The rules of the workflow start `autopilot propose|guard|train|judge|journal` once per run each. Those go to
-the user's warm command server (`autopilot.cmdserver`) when one is listening: it forks a child that takes
+the user's warm command server (`autopilot.warm.commands`) when one is listening: it forks a child that takes
 this process's working directory, environment, umask and stdin/stdout/stderr (the descriptors themselves,
 passed over the socket), runs the same click command and reports its exit status, which this process exits
 with. Meanwhile SIGINT/SIGTERM/SIGHUP/SIGQUIT sent here go to the child's process group; if this process is
@@ -59,13 +59,13 @@ def run_warm(argv: list[str]) -> int | None:
     start it (the caller then runs it itself). Starts a server for the next command where none listens."""
     import socket
 
-    from autopilot import warmsocket
+    from autopilot.warm import protocol
 
-    key = warmsocket.key(warmsocket.COMMAND_SERVER)
-    path = warmsocket.socket_path(warmsocket.COMMAND_SERVER, key)
+    key = protocol.key(protocol.COMMAND_SERVER)
+    path = protocol.socket_path(protocol.COMMAND_SERVER, key)
     if path is None or not _std_fds_open():
         return None
-    conn = warmsocket.connect(path)
+    conn = protocol.connect(path)
     if conn is None:
         start_server()
         return None
@@ -73,12 +73,12 @@ def run_warm(argv: list[str]) -> int | None:
         umask = os.umask(0)
         os.umask(umask)
         request = {"key": key, "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": umask}
-        reader = warmsocket.LineReader(conn)
+        reader = protocol.LineReader(conn)
         try:
-            socket.send_fds(conn, [warmsocket.encode(request)], [0, 1, 2])
+            socket.send_fds(conn, [protocol.encode(request)], [0, 1, 2])
         except OSError:
             return None
-        reply = warmsocket.client_handshake(reader)
+        reply = protocol.client_handshake(reader)
         if reply is None or not reply.get("ready"):  # not started, and never will be
             if reply is not None and reply.get("stale"):
                 start_server()  # the stale one is on its way out
@@ -132,5 +132,5 @@ def start_server(env: dict[str, str] | None = None) -> None:
     the one that loses the socket exits."""
     import subprocess
 
-    subprocess.Popen([sys.executable, "-m", "autopilot.cmdserver"], cwd="/", env=env, stdin=subprocess.DEVNULL,
+    subprocess.Popen([sys.executable, "-m", "autopilot.warm.commands"], cwd="/", env=env, stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -16,9 +16,11 @@ import datetime as dt
 import math
 import re
 
-from autopilot import control, fsio, ledger, lm_data, schemas
+from autopilot import fsio, ledger, schemas
 from autopilot.errors import GuardRejected, LoopHalted
+from autopilot.ops import control
 from autopilot.study import Study
+from autopilot.train import lm_data
 
 MIN_RATIONALE_CHARS = 20
 MIN_HYPOTHESIS_CHARS = 10

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from autopilot import fsio
-from autopilot.judge import SeedResult
+from autopilot.judge.stats import SeedResult
 from autopilot.paths import RunPaths, StudyPaths, run_number
 
 PROMOTING_VERDICTS = ("baseline", "improved")

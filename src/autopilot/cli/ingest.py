@@ -125,7 +125,7 @@ def queue_add(ctx: click.Context, project: Project, file: Path, priority: str | 
 @domain_errors
 def queue_list(project: Project, as_json: bool) -> None:
     """List the entries waiting (high, normal, low, oldest first), in processing, and failed (with why)."""
-    from autopilot import queue
+    from autopilot.ingest import queue
 
     rows = queue.describe(project)
     for row in rows:
@@ -144,7 +144,7 @@ def queue_list(project: Project, as_json: bool) -> None:
 @domain_errors
 def queue_status(project: Project, as_json: bool) -> None:
     """Count the files in the inbox and the entries in each queue folder."""
-    from autopilot import queue
+    from autopilot.ingest import queue
 
     found = queue.counts(project)
     if as_json:
@@ -163,7 +163,7 @@ def queue_retry(project: Project, name: str) -> None:
     Its reason is kept, as history, in queue/failed/retried/ (and listed in the next report or reason).
     Fix the file, or drop a corrected <name>.meta.yaml beside it, before the next ingest.
     """
-    from autopilot import queue
+    from autopilot.ingest import queue
 
     target = queue.retry(project, name)
     click.echo(f"{name} -> {target.relative_to(project.root)}")

@@ -29,7 +29,7 @@ def serve_local(port: int, model: Path | None, n_ctx: int) -> None:
     policy llm, e.g. `snakemake -c2 --profile profiles/local --config policy=llm` (./bin/demo --llm does all
     of it). Runs in the foreground until stopped (Ctrl-C).
     """
-    from autopilot.llm.local import server_argv
+    from autopilot.propose.llm.local import server_argv
 
     argv = server_argv(port, model, n_ctx)
     click.echo(f"serving {argv[argv.index('--model') + 1]} at http://127.0.0.1:{port}/v1", err=True)

@@ -39,7 +39,7 @@ def propose(project: Project, study_name: str | None, run_id: str | None, dry_ru
     fallback policy's, with the reason recorded in `fallback_from`. An LLM policy saves each prompt and
     answer in the run's llm/ folder.
     """
-    from autopilot.propose import preview_run, propose_run
+    from autopilot.propose.decide import preview_run, propose_run
 
     if run_id is None and not dry_run:
         raise click.BadParameter("give the run id (or --dry-run)", param_hint="--run")
@@ -100,7 +100,7 @@ def train(project: Project, study_name: str | None, run_id: str) -> None:
     The trainer runs in its own process group, killed past budget.max_seconds_per_run; whatever
     happens, trainer_summary.json is written. A trainer failure is recorded, not raised: the loop goes on.
     """
-    from autopilot.runner import train_run
+    from autopilot.train.runner import train_run
 
     summaries = train_run(resolve_study(project, study_name), run_id)
     first = summaries[0]
@@ -119,7 +119,7 @@ def judge_cmd(project: Project, study_name: str | None, run_id: str) -> None:
     improved / regressed / inconclusive by a one-sided interval over seed-level metrics that clears the
     study's measured seed noise; the paired bootstrap interval over examples is recorded beside it.
     """
-    from autopilot.verdicts import judge_run
+    from autopilot.judge.verdicts import judge_run
 
     verdict = judge_run(resolve_study(project, study_name), run_id)
     click.echo(f"run {run_id}: {verdict['verdict']}: {verdict['reason']}")
@@ -132,7 +132,7 @@ def judge_cmd(project: Project, study_name: str | None, run_id: str) -> None:
 @domain_errors
 def journal(project: Project, study_name: str | None, run_id: str) -> None:
     """Append the judged run to labbook.md and history.jsonl (and any run the ledger misses)."""
-    from autopilot.journal import journal_run
+    from autopilot.journal.record import journal_run
 
     entry = journal_run(resolve_study(project, study_name), run_id)
     click.echo(f"run {run_id}: journaled ({entry['verdict']})")
@@ -146,6 +146,6 @@ def journal(project: Project, study_name: str | None, run_id: str) -> None:
 @domain_errors
 def results(project: Project, study_name: str | None, as_json: bool, last: int) -> None:
     """Print the study's results table: run, policy, key overrides, metric with its interval, verdict."""
-    from autopilot.results import print_results
+    from autopilot.ops.results import print_results
 
     print_results(resolve_study(project, study_name), as_json=as_json, last=last)

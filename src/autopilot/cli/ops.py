@@ -28,7 +28,7 @@ def with_invocation(fn):
 
 
 def make_invocation(cores: str, profile: str, configfile: Path | None):
-    from autopilot.cron import Invocation
+    from autopilot.ops.cron import Invocation
 
     return Invocation(cores=cores, profile=profile, configfile=configfile)
 
@@ -46,7 +46,7 @@ def status(project: Project, study_name: str | None, as_json: bool) -> None:
     Also: the holds in force (pause, stop, the study's own pause), the last five verdicts, policy and
     fallback counts, runs and training time left, and the daemon. Reads files only; safe at any time.
     """
-    from autopilot.status import render, snapshot
+    from autopilot.ops.status import render, snapshot
 
     snap = snapshot(resolve_study(project, study_name))
     if as_json:
@@ -70,7 +70,7 @@ def watch(project: Project, study_name: str | None, interval: float, once: bool,
     from rich.console import Console
     from rich.live import Live
 
-    from autopilot.status import render, snapshot
+    from autopilot.ops.status import render, snapshot
 
     study = resolve_study(project, study_name)
     if as_json or once:
@@ -102,7 +102,7 @@ def pause(project: Project) -> None:
     Writes control/pause. The trainer keeps its heartbeat (status phase `paused`); time spent paused does
     not count against the run's time budget. `autopilot resume` goes on.
     """
-    from autopilot import control
+    from autopilot.ops import control
 
     click.echo(control.pause(project))
 
@@ -117,7 +117,7 @@ def resume(project: Project, study_name: str | None) -> None:
     A paused trainer goes on within a second; new runs start at the next invocation of the workflow
     (a running daemon notices within daemon.poll_seconds; after a stop, start the daemon again).
     """
-    from autopilot import control
+    from autopilot.ops import control
 
     try:
         study = resolve_study(project, study_name).paths
@@ -138,7 +138,7 @@ def stop(project: Project, now: bool) -> None:
     the trainer ends the run at its next step, recorded as `stopped` (no verdict against the best).
     Either stays in force until `autopilot resume`.
     """
-    from autopilot import control
+    from autopilot.ops import control
 
     click.echo(control.stop(project, now=now))
 
@@ -151,7 +151,7 @@ def skip(project: Project) -> None:
 
     Writes control/skip; the trainer removes it when it ends the run, so a skip applies to one run only.
     """
-    from autopilot import control
+    from autopilot.ops import control
 
     click.echo(control.skip(project))
 
@@ -170,7 +170,7 @@ def cron(project: Project, cores: str, profile: str, configfile: Path | None) ->
     spent) nothing runs and the reason is printed. Snakemake's output is appended to
     runs/<study>/logs/cron-YYYY-MM-DD.log; the exit status is Snakemake's.
     """
-    from autopilot import cron as cron_module
+    from autopilot.ops import cron as cron_module
 
     code, message = cron_module.run_once(project, make_invocation(cores, profile, configfile))
     click.echo(f"autopilot cron: {message}")
@@ -191,7 +191,7 @@ def daemon(project: Project, cores: str, profile: str, configfile: Path | None) 
     current run (generation), then exit; a second SIGINT or SIGTERM: stop now (the run resumes later).
     Output: runs/<study>/logs/daemon-YYYY-MM-DD.log; state: status/daemon.json (`autopilot status`).
     """
-    from autopilot.daemon import run_daemon
+    from autopilot.ops.daemon import run_daemon
 
     reason = run_daemon(project, make_invocation(cores, profile, configfile))
     click.echo(f"autopilot daemon stopped: {reason}")
@@ -210,7 +210,7 @@ def report(project: Project, study_name: str | None, out: Path | None) -> None:
     Metric per run with interval bars coloured by verdict, best so far, learning curves of the recent
     runs, verdict and policy counts, failures with their error tails, and each run's rationale.
     """
-    from autopilot.report import write_report
+    from autopilot.ops.report import write_report
 
     path = write_report(resolve_study(project, study_name), out)
     click.echo(f"report: {path}")
@@ -227,7 +227,7 @@ def monitor(project: Project, study_name: str | None, port: int) -> None:
 
     JSON endpoints: /api/status (as `autopilot status --json`), /api/history, /api/curve. Ctrl-C stops it.
     """
-    from autopilot.monitor import make_server
+    from autopilot.ops.monitor import make_server
 
     server = make_server(resolve_study(project, study_name), port)
     click.echo(f"monitor: http://127.0.0.1:{server.server_address[1]}/  (Ctrl-C stops)")

@@ -36,12 +36,13 @@ from pathlib import Path
 
 import yaml
 
-from autopilot import fsio, queue, schemas
+from autopilot import fsio, schemas
 from autopilot.errors import AutopilotError, IngestError
+from autopilot.ingest import queue
 from autopilot.ingest.checks import Scan, Settings, check_stream
+from autopilot.ingest.queue import DATA_SUFFIX, META_SUFFIX, REASON_SUFFIX, REPORT_SUFFIX
 from autopilot.ingest.specs import Spec, load_spec
 from autopilot.paths import Project
-from autopilot.queue import DATA_SUFFIX, META_SUFFIX, REASON_SUFFIX, REPORT_SUFFIX
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,201 @@
+"""Propose the next run: pick the policy, check its proposal with the guard, fall back when it fails.
+
+Order of precedence: the study's first successful run is the `baseline` (no overrides); a
+runs/<study>/next_config.json written by a person is taken next (`manual`); otherwise the study's
+`policy`. If that policy fails or its proposal breaks a guard rule, the fallback policy proposes instead
+and proposal.json records `fallback_from` with the reason; the rejected proposal is kept beside it.
+
+A run belongs to a generation (`autopilot.workflow.plan`): it is proposed from the history of earlier generations
+only, so that every run of a generation sees the same history whatever its siblings have finished, and takes
+its own point of the generation's (see `policies.optimizer`). A generation with no successful run before it
+trains the baseline in each of its runs; next_config.json is taken by the generation's first run alone.
+
+The LLM policies (`llm`, `hybrid`) save every exchange in the run's llm/ folder; a due mentor reviews an
+LLM proposal that passed the guard (`autopilot.propose.mentor`); the final proposal's housekeeping goes to the
+study's workpad and shared TODOs (`autopilot.propose.workpad`).
+
+Usage:
+    proposal = propose_run(study, "00007")     # writes runs/<study>/00007/proposal.json
+    proposal, exchanges = preview_run(study, "00007")   # the same decision, nothing written
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+from autopilot import fsio, guard, ledger, schemas
+from autopilot.errors import ProposalError
+from autopilot.journal import record
+from autopilot.paths import generation_run_id
+from autopilot.propose import mentor, workpad
+from autopilot.propose.llm import LLMFailure
+from autopilot.propose.llm.audit import Audit
+from autopilot.propose.policies import Context, describe_overrides, point_of, same_point
+from autopilot.study import Study
+from autopilot.workflow import plan
+
+log = logging.getLogger(__name__)
+
+EMPTY_HOUSEKEEPING = {"new_todos": [], "notes": "", "resolved_todos": []}
+
+
+def policy_label(ctx: Context, name: str) -> str:
+    """The proposal's policy string of a configured policy: `llm` -> `llm:openai`, `hybrid` -> whose turn it is."""
+    from autopilot.propose.policies import hybrid, llm
+
+    if name == "llm":
+        return llm.label(ctx.study)
+    if name == "hybrid":
+        return hybrid.label(ctx)
+    return name
+
+
+def policy_function(name: str, audit: Audit | None = None):
+    """The function of a policy label; the LLM's write their exchanges to `audit` (default: nowhere)."""
+    from autopilot.propose.policies import hybrid, llm, manual, optimizer
+
+    if name.startswith("llm:"):
+        return partial(llm.propose_llm, audit=audit or Audit())
+    if name.startswith("hybrid:llm:"):
+        return partial(hybrid.propose_llm_turn, audit=audit or Audit())
+    functions = {"tpe": optimizer.propose_tpe, "random": optimizer.propose_random, "manual": manual.propose_manual,
+                 "hybrid:tpe": hybrid.propose_tpe_turn}
+    if name not in functions:
+        raise ProposalError(f"unknown policy {name!r}; built in: {sorted(functions)}, llm:<backend>")
+    return functions[name]
+
+
+def baseline_proposal(ctx: Context) -> dict:
+    noise = ctx.study.config["judge"]["noise_seeds"]
+    return {
+        "overrides": {},
+        "rationale": (f"First successful run of the study: train the baseline exactly as configured, with {noise} "
+                      f"extra seeds to measure the seed-to-seed noise every later verdict must clear."),
+        "hypothesis": "The baseline trains to a stable metric; its seed spread sets the study's noise floor.",
+    }
+
+
+def complete(raw: dict, run_id: str, policy: str) -> dict:
+    """A policy's answer as a full proposal document (missing optional parts filled in)."""
+    return {
+        "run_id": run_id,
+        "policy": policy,
+        "overrides": raw.get("overrides", {}),
+        "rationale": raw.get("rationale", ""),
+        "hypothesis": raw.get("hypothesis", ""),
+        "housekeeping": raw.get("housekeeping", EMPTY_HOUSEKEEPING),
+        "mentor": raw.get("mentor"),
+        "fallback_from": None,
+        "created_at": guard.now_iso(),
+    }
+
+
+def attempt(ctx: Context, policy: str, audit: Audit | None = None) -> tuple[dict | None, list[dict]]:
+    """Ask one policy; return its proposal (None if it raised) and the guard's violations."""
+    fn = baseline_proposal if policy == "baseline" else policy_function(policy, audit)
+    try:
+        proposal = complete(fn(ctx), ctx.run_id, policy)
+    except LLMFailure as e:  # down, slow, unusable answer: the kind (timeout, http_500...) is counted in the journal
+        return None, [guard.violation("(llm)", None, e.kind, str(e))]
+    except ProposalError as e:
+        return None, [guard.violation("(policy)", None, "policy_error", str(e))]
+    return proposal, guard.check_proposal(proposal, ctx.study)
+
+
+def first_policy(ctx: Context) -> str:
+    if ctx.best is None:
+        return "baseline"
+    if ctx.index == 0 and ctx.study.paths.next_config.exists():
+        return "manual"
+    return policy_label(ctx, ctx.study.config["policy"])
+
+
+def propose_run(study: Study, run_id: str) -> dict:
+    run = study.paths.run(run_id)
+    history = record.sync(study)
+    proposal, rejected = decide(study, run_id, history, Audit.for_run(study, run_id))
+    if rejected is not None:
+        fsio.atomic_write_json(run.rejected_proposal, rejected)
+    fsio.atomic_write_json(run.proposal, proposal)
+    workpad.record(study, proposal)
+    if "manual" in (proposal["policy"], (proposal["fallback_from"] or {}).get("policy")):
+        archive_manual_input(study, run)
+    return proposal
+
+
+def preview_run(study: Study, run_id: str) -> tuple[dict, list[dict]]:
+    """What propose_run would decide and the LLM exchanges that took, writing nothing (propose --dry-run)."""
+    audit = Audit()
+    proposal, _ = decide(study, run_id, ledger.read_history(study.paths), audit)
+    return proposal, audit.exchanges
+
+
+def decide(study: Study, run_id: str, history: list[dict], audit: Audit) -> tuple[dict, dict | None]:
+    """The run's final proposal, and the first policy's if the guard rejected it."""
+    guard.ensure_may_run(study, history)
+    slot = plan.slot_for(study, run_id)
+    earlier = ledger.before_generation(history, slot.generation)
+    ctx = Context(study, run_id, earlier, ledger.best_entry(earlier), slot.index,
+                  generation_siblings(study, run_id, slot.index))
+    log.info("run %s: generation %d, place %d; %d earlier run(s)", run_id, slot.generation, slot.index, len(earlier))
+    policy = first_policy(ctx)
+    proposal, violations = attempt(ctx, policy, audit)
+    if not violations and mentor.is_llm_policy(policy) and mentor.trigger(ctx):
+        proposal = mentor.review(ctx, proposal, audit)
+    if not violations and mentor.is_llm_policy(policy):
+        violations = duplicates(ctx, proposal)
+    rejected = None
+    if violations:
+        reason = "; ".join(v["message"] for v in violations)
+        log.warning("run %s: %s proposal rejected (%s); falling back to %s",
+                    run_id, policy, reason, study.config["fallback_policy"])
+        if proposal is not None:
+            rejected = {**proposal, "violations": violations}
+        fallback = study.config["fallback_policy"]
+        proposal, second = attempt(ctx, fallback)
+        if second:
+            raise ProposalError(f"run {run_id}: {policy} was rejected ({reason}) and the fallback {fallback} too: "
+                                + "; ".join(v["message"] for v in second))
+        proposal["fallback_from"] = {"policy": policy, "reason": reason[:4000], "violations": violations}
+    proposal.update(generation=slot.generation, generation_index=slot.index)
+    schemas.validate(proposal, "proposal")
+    return proposal, rejected
+
+
+CUT_SHORT = ("stopped", "skipped")  # ended by a person: training the same point again is no waste
+
+
+def generation_siblings(study: Study, run_id: str, index: int) -> tuple[dict, ...]:
+    """The proposals already written for the earlier places of the run's generation."""
+    out = []
+    for k in range(index):
+        sibling = study.paths.run(generation_run_id(run_id, index, k))
+        proposal = ledger.read_path(sibling.proposal)
+        if proposal is not None:
+            out.append({"run_id": sibling.id, "policy": proposal["policy"], "overrides": proposal["overrides"]})
+    return tuple(out)
+
+
+def duplicates(ctx: Context, proposal: dict) -> list[dict]:
+    """An LLM proposal of a point already trained, or proposed for this generation, wastes a run: rejected."""
+    space, baseline = ctx.study.search_space, ctx.study.config["baseline"]
+    point = point_of(proposal["overrides"], baseline, space)
+    for e in ctx.history:
+        if e["status"] not in CUT_SHORT and e["params"] and same_point(point, e["params"]):
+            return [guard.violation("(overrides)", proposal["overrides"], "duplicate",
+                                    f"the same point as run {e['run_id']}, already trained "
+                                    f"({describe_overrides(proposal['overrides'])})")]
+    for s in ctx.siblings:
+        if same_point(point, point_of(s["overrides"], baseline, space)):
+            return [guard.violation("(overrides)", proposal["overrides"], "duplicate",
+                                    f"the same point as run {s['run_id']} of this generation "
+                                    f"({describe_overrides(proposal['overrides'])})")]
+    return []
+
+
+def archive_manual_input(study: Study, run) -> None:
+    """Move next_config.json into the run folder: it is used once, and kept with the run it made."""
+    source = study.paths.next_config
+    fsio.atomic_write_bytes(run.manual_input, source.read_bytes())
+    source.unlink()

@@ -1,0 +1,110 @@
+"""Talking to an LLM: settings, the two backends, and one audited exchange (ask, save, parse).
+
+Backends: `openai` (POST {base_url}/chat/completions, `autopilot.propose.llm.client`) and `command` (an agent CLI that
+reads the prompt on stdin, `autopilot.propose.llm.command`). Whatever a backend does wrong raises `LLMFailure`, whose
+`kind` (connection, timeout, http_429, invalid_json, ...) the journal counts; the proposing code falls back on
+it. The answer is data: it is parsed as JSON and checked against a schema, never run.
+
+Usage:
+    settings = settings_for(study)
+    answer = exchange(settings, "worker", prompt_text, send_schema, check_schema, audit)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from autopilot.errors import LLMError
+from autopilot.propose.llm.audit import Audit
+from autopilot.study import Study
+
+ENV_OVERRIDES = {"base_url": "AUTOPILOT_LLM_BASE_URL", "model": "AUTOPILOT_LLM_MODEL",
+                 "api_key_env": "AUTOPILOT_LLM_API_KEY_ENV"}
+
+
+class LLMFailure(LLMError):
+    """An LLM exchange failed; `kind` names how (the journal counts fallbacks by it), `meta` is what was seen."""
+
+    def __init__(self, message: str, kind: str, meta: dict | None = None, response: str = ""):
+        super().__init__(message)
+        self.kind = kind
+        self.meta = meta
+        self.response = response
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The study's `llm` block with the AUTOPILOT_LLM_* environment overrides applied."""
+
+    backend: str
+    base_url: str
+    model: str
+    api_key_env: str | None
+    command: list[str] | None
+    temperature: float
+    max_tokens: int
+    timeout: float
+    retries: int
+    backoff: float
+
+    def api_key(self) -> str | None:
+        """The key from the environment variable the config names; never stored anywhere."""
+        if not self.api_key_env:
+            return None
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise LLMFailure(f"llm.api_key_env names ${self.api_key_env}, which is not set in the environment",
+                             "config")
+        return key
+
+
+def settings_for(study: Study) -> Settings:
+    cfg = study.config["llm"]
+    chosen = {name: os.environ.get(var) or cfg[name] for name, var in ENV_OVERRIDES.items()}
+    return Settings(backend=cfg["backend"], base_url=chosen["base_url"].rstrip("/"), model=chosen["model"],
+                    api_key_env=chosen["api_key_env"], command=cfg["command"], temperature=cfg["temperature"],
+                    max_tokens=cfg["max_tokens"], timeout=cfg["timeout_seconds"], retries=cfg["retries"],
+                    backoff=cfg["backoff_seconds"])
+
+
+@dataclass
+class Reply:
+    text: str
+    meta: dict = field(default_factory=dict)
+
+
+def redact(text: str, secret: str | None) -> str:
+    """`text` with every occurrence of the secret replaced: a server may echo the key in an error body."""
+    return text.replace(secret, "[redacted]") if secret else text
+
+
+def ask(settings: Settings, prompt: str, schema: dict, audit: Audit) -> Reply:
+    """The raw reply of the configured backend."""
+    from autopilot.propose.llm import client, command
+
+    if settings.backend == "command":
+        return command.run(settings, prompt)
+    return client.chat(settings, prompt, schema, audit)
+
+
+def exchange(settings: Settings, role: str, prompt: str, send_schema: dict, check_schema: dict,
+             audit: Audit) -> dict:
+    """Ask, save prompt, response and meta under the role's name, and return the answer checked against
+    `check_schema`; LLMFailure (saved too) when any step fails."""
+    from autopilot.propose.llm import extract
+
+    try:
+        reply = ask(settings, prompt, send_schema, audit)
+    except LLMFailure as e:
+        audit.record(role, prompt, e.response, {**(e.meta or {}), "status": "failed", "failure": e.kind,
+                                                 "error": str(e)})
+        raise
+    try:
+        answer = extract.answer(reply.text, check_schema)
+    except LLMFailure as e:
+        audit.record(role, prompt, reply.text, {**reply.meta, "status": "failed", "failure": e.kind,
+                                                "error": str(e)})
+        raise
+    audit.record(role, prompt, reply.text, {**reply.meta, "status": "ok"})
+    return answer

@@ -1,1 +1,0 @@
-"""Built-in training tasks. Each is a module run as `python -m autopilot.tasks.<name> CONFIG RUN_DIR`."""

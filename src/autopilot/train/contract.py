@@ -1,0 +1,225 @@
+"""The trainer contract, implemented once: every built-in task and any user script use this.
+
+A trainer reads config.json, appends to metrics.jsonl as it goes, keeps status/status.json fresh, honours
+control/{pause,stop,skip} and its time budget, writes trainer_summary.json at the end and exits non-zero
+on failure. With this module a user script is a few lines:
+
+    from autopilot.train.contract import TrainerRun
+    with TrainerRun.from_argv() as run:          # argv: CONFIG RUN_DIR
+        for step in range(run.hparams["steps"]):
+            loss = train_step()
+            run.step(step, loss=loss)            # NaN check, metrics, heartbeat, control files
+            if run.should_end:                   # stop/skip/budget: leave the loop, then report
+                break
+        run.finish(metric_value=acc, per_example=correct)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from autopilot import fsio, schemas
+from autopilot.errors import TrainingDiverged
+from autopilot.train import manifest
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 2.0  # status.json is refreshed at least this often while training
+EXPLODE_FACTOR = 100.0  # a loss this many times the first finite loss counts as divergence
+PAUSE_POLL_SECONDS = 0.5
+
+
+class TrainerRun:
+    """One trainer process's side of the contract."""
+
+    def __init__(self, config: dict, root: Path | None = None):
+        schemas.validate(config, "config_json", what="config.json")
+        self.config = config
+        self.root = Path(root or Path.cwd())
+        self.run_dir = self.root / config["paths"]["run_dir"]
+        self.control_dir = self.root / config["paths"]["control_dir"]
+        self.status_file = self.root / config["paths"]["status_file"]
+        self.started = time.monotonic()
+        self.train_started: float | None = None
+        self.train_seconds = 0.0
+        self.end_reason: str | None = None  # "stopped" | "skipped" | "timeout" once the loop must end
+        self.first_loss: float | None = None
+        self.last_loss: float | None = None
+        self.steps = 0
+        self.total_steps: int | None = None
+        self.start_step = 0  # the step training (re)started from: a resumed run's ETA counts from there
+        self.data_hash: str | None = None
+        self.device = "cpu"
+        self._last_beat = 0.0
+        self._finished = False
+
+    # --- construction --------------------------------------------------------------------------------
+    @classmethod
+    def from_argv(cls, argv: list[str] | None = None) -> TrainerRun:
+        """`prog CONFIG RUN_DIR`; the working directory is the project root."""
+        argv = sys.argv[1:] if argv is None else argv
+        if len(argv) != 2:
+            sys.exit(f"usage: {Path(sys.argv[0]).name} CONFIG_JSON RUN_DIR")
+        return cls(fsio.read_json(Path(argv[0])))
+
+    @property
+    def hparams(self) -> dict:
+        return self.config["hparams"]
+
+    @property
+    def seed(self) -> int:
+        return self.config["seed"]
+
+    @property
+    def max_seconds(self) -> float:
+        return float(self.config["max_seconds"])
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    # --- during training -----------------------------------------------------------------------------
+    def begin_training(self, total_steps: int | None = None, start_step: int = 0) -> None:
+        self.total_steps = total_steps
+        self.start_step = self.steps = start_step
+        self.train_started = time.monotonic()
+        self.heartbeat(phase="train", force=True)
+
+    def step(self, step: int, loss: float, **metrics: Any) -> None:
+        """Record one optimizer step: divergence check, metrics line, heartbeat, control files."""
+        self.steps = step
+        self.check_loss(loss, step)
+        self.last_loss = float(loss)
+        self.log_metrics(step, loss=float(loss), **metrics)
+        self.heartbeat(phase="train", **{k: v for k, v in metrics.items() if k in ("lr", "tokens_per_second")})
+        self.poll_control()
+
+    def check_loss(self, loss: float, step: int) -> None:
+        loss = float(loss)
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"loss became {loss} at step {step}")
+        if self.first_loss is None:
+            self.first_loss = max(abs(loss), 1e-8)
+        elif loss > EXPLODE_FACTOR * self.first_loss:
+            raise TrainingDiverged(
+                f"loss exploded at step {step}: {loss:.4g} > {EXPLODE_FACTOR:g} x first loss {self.first_loss:.4g}"
+            )
+
+    def log_metrics(self, step: int, **values: Any) -> None:
+        fsio.append_jsonl(self.run_dir / "metrics.jsonl", {"step": step, "time": round(self.elapsed(), 3), **values})
+
+    def heartbeat(self, phase: str, force: bool = False, **extra: Any) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_beat < HEARTBEAT_SECONDS:
+            return
+        self._last_beat = now
+        eta = None
+        if self.total_steps and self.steps > self.start_step and self.train_started:
+            per_step = (now - self.train_started) / (self.steps - self.start_step)
+            eta = round(per_step * max(self.total_steps - self.steps, 0), 1)
+        status = {
+            "phase": phase,
+            "study": self.config["study"],
+            "run": self.config["run_id"],
+            "seed_index": self.config["seed_index"],
+            "step": self.steps,
+            "total_steps": self.total_steps,
+            "loss": self.last_loss,
+            "eta_seconds": eta,
+            "heartbeat": time.time(),
+            **extra,
+        }
+        fsio.atomic_write_json(self.status_file, status)
+
+    def poll_control(self) -> None:
+        """Honour control files: wait while paused; note stop/skip and the time budget in `end_reason`."""
+        paused_at = None
+        while (self.control_dir / "pause").exists() and not (self.control_dir / "stop").exists():
+            if paused_at is None:
+                paused_at = time.monotonic()
+                log.info("paused by %s", self.control_dir / "pause")
+            self.heartbeat(phase="paused", force=True)
+            time.sleep(PAUSE_POLL_SECONDS)
+        if paused_at is not None:
+            # time spent paused is not training time and does not count against the budget
+            self.started += time.monotonic() - paused_at
+        if (self.control_dir / "stop").exists():
+            self.end_reason = "stopped"
+        elif (self.control_dir / "skip").exists():
+            (self.control_dir / "skip").unlink(missing_ok=True)  # a skip applies to the current run only
+            self.end_reason = "skipped"
+        elif self.elapsed() > self.max_seconds:
+            self.end_reason = "timeout"
+
+    @property
+    def should_end(self) -> bool:
+        return self.end_reason is not None
+
+    def end_training(self) -> None:
+        if self.train_started is not None:
+            self.train_seconds = time.monotonic() - self.train_started
+        self.heartbeat(phase="evaluate", force=True)
+
+    # --- the end -------------------------------------------------------------------------------------
+    def finish(
+        self,
+        metric_value: float | None,
+        per_example: list[float] | None = None,
+        metrics: dict | None = None,
+        status: str | None = None,
+        error: str | None = None,
+        **fields: Any,
+    ) -> dict:
+        """Write trainer_summary.json. Status defaults to `completed`, or to why the loop ended early."""
+        if self.train_started is not None and not self.train_seconds:
+            self.train_seconds = time.monotonic() - self.train_started
+        goal = self.config["metric"]["goal"]
+        example_name, example_goal = fields.pop("per_example_name", "score"), fields.pop("per_example_goal", goal)
+        summary = {
+            "status": status or self.end_reason or "completed",
+            "metric": {"name": self.config["metric"]["name"], "value": _finite_or_none(metric_value), "goal": goal},
+            "per_example": None
+            if per_example is None
+            else {"name": example_name, "goal": example_goal, "values": [float(v) for v in per_example]},
+            "metrics": {k: _finite_or_none(v) for k, v in (metrics or {}).items()},
+            "seed": self.seed,
+            "steps": int(self.steps),
+            "train_seconds": round(self.train_seconds, 3),
+            "wall_seconds": round(self.elapsed(), 3),
+            "device": self.device,
+            "checkpoint": None,
+            "error": error,
+            "manifest": manifest.build(self.seed, self.device, self.data_hash, self.root),
+            **fields,
+        }
+        schemas.validate(summary, "trainer_summary", what="trainer summary")
+        fsio.atomic_write_json(self.run_dir / "trainer_summary.json", summary)
+        self._finished = True
+        self.heartbeat(phase="finished", force=True)
+        return summary
+
+    def __enter__(self) -> TrainerRun:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None or self._finished:
+            return False
+        if isinstance(exc, TrainingDiverged):
+            self.finish(None, status="failed", error=f"training diverged: {exc}")
+            log.error("training diverged: %s", exc)
+            sys.exit(1)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            return False
+        self.finish(None, status="failed", error=f"{type(exc).__name__}: {exc}")
+        return False  # the traceback goes to train.log; the summary says what happened
+
+
+def _finite_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None

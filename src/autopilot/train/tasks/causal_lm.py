@@ -1,0 +1,370 @@
+"""Built-in task: fine-tune a causal language model (transformers) on chat, completion or syllo data.
+
+Usage (the supervisor runs it; so can you):
+    python -m autopilot.train.tasks.causal_lm runs/<study>/<run>/config.json runs/<study>/<run>
+
+The model and tokenizer come from config.json's `init_model`, a local folder (`local_files_only`: nothing is
+ever downloaded); the training file and the study's fixed validation file from its `data` (see
+autopilot.train.lm_data for how each spec is tokenized, with loss on the answer tokens only). Full fine-tuning
+or LoRA (peft); bf16 autocast on CUDA where supported, fp32 on CPU; gradient accumulation; cosine or linear
+schedule with warmup. A checkpoint (weights as save_pretrained writes them, optimizer, scheduler, random
+states, data position) is written every `save_every` steps and when the run is stopped, and the task resumes
+from the last one when started again. The run ends with the sealed evaluation of causal_lm_eval.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
+from transformers.utils import logging as hf_logging
+
+from autopilot.errors import TrainerError
+from autopilot.train import checkpoints, lm_data
+from autopilot.train.contract import TrainerRun
+from autopilot.train.tasks import causal_lm_eval
+
+log = logging.getLogger("autopilot.train.tasks.causal_lm")
+
+SCHEDULES = ("cosine", "linear")
+
+
+@dataclass
+class TrainConfig:
+    finetune: str = field(default="lora", metadata={"help": "full | lora (peft adapters on a frozen model)"})
+    lr: float = field(default=2e-4, metadata={"help": "peak learning rate"})
+    schedule: str = field(default="cosine", metadata={"help": "cosine | linear decay to 0 after warmup"})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "share of the steps with a linear warmup"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW decoupled weight decay (not on norms, biases)"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping; 0 - none"})
+    batch_size: int = field(default=8, metadata={"help": "sequences per micro-batch (per forward pass)"})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
+    epochs: float = field(default=1.0, metadata={"help": "passes over the training data (when max_steps is 0)"})
+    max_steps: int = field(default=0, metadata={"help": "optimizer steps; 0 - as many as `epochs` takes"})
+    max_length: int = field(default=1024, metadata={"help": "tokens per training sequence (longer ones are cut)"})
+    packing: bool = field(default=False, metadata={"help": "concatenate examples into max_length sequences"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scale numerator (scale = alpha / r)"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input"})
+    lora_target_modules: str = field(default="all-linear",
+                                     metadata={"help": "all-linear, or module names with commas: q_proj,v_proj"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations: less memory"})
+    save_every: int = field(default=200, metadata={"help": "checkpoint every N optimizer steps (and at the end)"})
+    eval_every: int = field(default=0, metadata={"help": "validation loss every N steps (picks the best "
+                                                         "checkpoint); 0 - only at the end"})
+    keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept (plus the best)"})
+
+    def __post_init__(self):
+        if self.finetune not in ("full", "lora"):
+            raise ValueError(f"`finetune` must be full or lora, but got {self.finetune!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"`schedule` must be one of {SCHEDULES}, but got {self.schedule!r}")
+        if min(self.batch_size, self.grad_accum, self.max_length, self.save_every, self.lora_r) < 1:
+            raise ValueError(f"batch_size, grad_accum, max_length, save_every and lora_r must be >= 1, got {self}")
+        if self.max_steps <= 0 and self.epochs <= 0:
+            raise ValueError(f"`epochs > 0` or `max_steps > 0` must hold, but got ({self.epochs=}, {self.max_steps=})")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"`0 <= warmup_ratio < 1` must hold, but got {self.warmup_ratio=}")
+
+
+@dataclass
+class Precision:
+    device: torch.device
+    weights: torch.dtype  # dtype the model is loaded in
+    autocast: torch.dtype | None  # dtype of the forward pass under autocast; None - no autocast
+
+    def context(self):
+        return torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None)
+
+
+def pick_precision(finetune: str) -> Precision:
+    """bf16 autocast on CUDA when supported, with fp32 master weights for full fine-tuning and a bf16 frozen
+    base for LoRA (its adapters stay fp32, as peft makes them); fp32 everywhere else."""
+    if torch.cuda.is_available():
+        device = torch.device("cuda")
+        if torch.cuda.is_bf16_supported():
+            return Precision(device, torch.bfloat16 if finetune == "lora" else torch.float32, torch.bfloat16)
+        return Precision(device, torch.float32, None)
+    return Precision(torch.device("cpu"), torch.float32, None)
+
+
+# ---------------------------------------------------------------- data
+
+def resolve(run: TrainerRun, path: str) -> Path:
+    return run.root / path  # an absolute path stays itself
+
+
+def load_data(run: TrainerRun, cfg: TrainConfig, tokenizer, max_positions: int):
+    """Training examples (tokenized, maybe packed) and the fixed evaluation set."""
+    data = run.config["data"]
+    for key in ("train_file", "val_file"):
+        if not data.get(key):
+            raise TrainerError(f"config.json data.{key} is missing: a causal_lm study sets data.{key} (or "
+                               "data.source: queue for the training file)")
+    train_file, val_file = resolve(run, data["train_file"]), resolve(run, data["val_file"])
+    train_spec = lm_data.check_spec(data.get("train_spec") or data.get("spec", "chat_sft_v1"))
+    val_spec = lm_data.check_spec(data.get("spec", "chat_sft_v1"))
+    run.data_hash = lm_data.files_hash(train_file, val_file)
+    examples = lm_data.encode_all(tokenizer, lm_data.read_records(train_file), train_spec, cfg.max_length)
+    if cfg.packing:
+        examples = lm_data.pack(examples, cfg.max_length)
+    eval_set = causal_lm_eval.build_eval_set(tokenizer, lm_data.read_records(val_file), val_spec, max_positions)
+    log.info("%d training sequences from %s (%s), %d validation examples from %s (%s)",
+             len(examples), train_file, train_spec, len(eval_set.examples), val_file, val_spec)
+    return examples, eval_set
+
+
+def check_metric(run: TrainerRun, eval_set: causal_lm_eval.EvalSet) -> str:
+    name, goal = run.config["metric"]["name"], run.config["metric"]["goal"]
+    if causal_lm_eval.GOALS.get(name) != goal:
+        raise TrainerError(f"the causal_lm task reports {causal_lm_eval.GOALS} (name: goal); the study's metric "
+                           f"is {name!r} ({goal})")
+    if name == "exact_match" and eval_set.spec not in causal_lm_eval.EXACT_MATCH_SPECS:
+        raise TrainerError(f"exact_match needs a validation file of {causal_lm_eval.EXACT_MATCH_SPECS}, "
+                           f"not {eval_set.spec}")
+    return name
+
+
+# ---------------------------------------------------------------- model and optimizer
+
+def load_model(source: Path, cfg: TrainConfig, precision: Precision, adapter: Path | None = None):
+    """The model from a local folder (never a hub download), with LoRA adapters (new, or from `adapter`)."""
+    model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True, dtype=precision.weights)
+    model.config.use_cache = False  # no KV cache while training
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.finetune == "lora":
+        if adapter is not None:
+            model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
+        else:
+            targets = cfg.lora_target_modules
+            model = get_peft_model(model, LoraConfig(
+                r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, task_type="CAUSAL_LM",
+                target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")]))
+    return model.to(precision.device)
+
+
+def make_optimizer(model, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, fused=device.type == "cuda")
+
+
+def total_steps(cfg: TrainConfig, batches: lm_data.MicroBatches) -> int:
+    if cfg.max_steps > 0:
+        return cfg.max_steps
+    return max(1, math.ceil(cfg.epochs * batches.per_epoch / cfg.grad_accum))
+
+
+# ---------------------------------------------------------------- one optimizer step
+
+def train_step(model, opt, sched, micro: list[list[lm_data.Example]], cfg: TrainConfig, precision: Precision,
+               pad_id: int) -> tuple[float, int]:
+    """Forward and backward over the micro-batches, then one optimizer step; returns (loss, tokens).
+
+    The loss is the mean over every answer token of the step (not a mean of micro-batch means): each
+    micro-batch's summed loss is divided by the step's answer-token count (transformers' num_items_in_batch).
+    """
+    batches = [lm_data.collate(m, pad_id) for m in micro]
+    n_items = sum(int((b["labels"][:, 1:] != lm_data.IGNORE).sum()) for b in batches)
+    total = torch.zeros((), device=precision.device)
+    tokens = 0
+    for b in batches:
+        b = {k: v.to(precision.device, non_blocking=True) for k, v in b.items()}
+        with precision.context():
+            loss = model(**b, num_items_in_batch=n_items).loss
+        loss.backward()
+        total += loss.detach()
+        tokens += int(b["attention_mask"].sum())
+    if cfg.max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+    return total.item(), tokens
+
+
+# ---------------------------------------------------------------- setup
+
+@dataclass
+class Setup:
+    """What the loop works with, built (or restored from the last checkpoint) before the first step."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    opt: torch.optim.Optimizer
+    sched: Any
+    batches: lm_data.MicroBatches
+    eval_set: causal_lm_eval.EvalSet
+    metric_name: str
+    total_steps: int
+    state: dict | None  # the checkpoint resumed from
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+
+
+def model_folder(run: TrainerRun) -> Path:
+    if not run.config.get("init_model"):
+        raise TrainerError("config.json init_model is missing: a causal_lm study sets model.path")
+    folder = resolve(run, run.config["init_model"])
+    if not (folder / "config.json").is_file():
+        raise TrainerError(f"{run.config['init_model']}: no model folder (config.json) there; model.path names a "
+                           "local folder as save_pretrained writes it")
+    return folder
+
+
+def prepare(run: TrainerRun, cfg: TrainConfig, precision: Precision) -> Setup:
+    """Tokenizer, model, data, optimizer and schedule; from the last checkpoint when there is one."""
+    model_dir = model_folder(run)
+    run.heartbeat(phase="load", force=True)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    last, state = resume_state(run, cfg)
+    torch.manual_seed(run.seed)
+    if last is not None and cfg.finetune == "full":
+        model = load_model(last / "model", cfg, precision)
+    else:
+        model = load_model(model_dir, cfg, precision, adapter=last / "adapter" if last is not None else None)
+    examples, eval_set = load_data(run, cfg, tokenizer, model.config.max_position_embeddings)
+    batches = lm_data.MicroBatches(examples, cfg.batch_size, run.seed)
+    steps = total_steps(cfg, batches)
+    opt = make_optimizer(model, cfg, precision.device)
+    sched = get_scheduler(cfg.schedule, opt, num_warmup_steps=round(cfg.warmup_ratio * steps),
+                          num_training_steps=steps)
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        checkpoints.set_rng_state(state["rng"])  # last: the dropout of the next step draws from here
+    return Setup(model, tokenizer, opt, sched, batches, eval_set, check_metric(run, eval_set), steps, state)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def save_checkpoint(run: TrainerRun, s: Setup, cfg: TrainConfig, step: int, metric: float | None,
+                    trained_seconds: float) -> Path:
+    """Weights as save_pretrained writes them (model/ or adapter/, with the tokenizer) and the training state."""
+    def write_weights(folder: Path) -> None:
+        target = folder / ("adapter" if cfg.finetune == "lora" else "model")
+        s.model.save_pretrained(target)
+        s.tokenizer.save_pretrained(target)
+
+    state = {"optimizer": s.opt.state_dict(), "scheduler": s.sched.state_dict(), "rng": checkpoints.rng_state(),
+             "step": step, "data_position": step * cfg.grad_accum, "finetune": cfg.finetune,
+             "trained_seconds": trained_seconds}
+    ckpt_dir = run.run_dir / "checkpoint"
+    path = checkpoints.save(ckpt_dir, step, state, metric=metric, write_extra=write_weights)
+    checkpoints.prune(ckpt_dir, keep_last=cfg.keep_checkpoints, goal=causal_lm_eval.GOALS[causal_lm_eval.PRIMARY])
+    return path
+
+
+def resume_state(run: TrainerRun, cfg: TrainConfig) -> tuple[Path | None, dict | None]:
+    last = checkpoints.latest(run.run_dir / "checkpoint")
+    if last is None:
+        return None, None
+    state = checkpoints.load(last)
+    if state["finetune"] != cfg.finetune:
+        raise TrainerError(f"{last} holds a {state['finetune']} fine-tune, but this run is {cfg.finetune}")
+    log.info("resuming from %s (step %d)", last, state["step"])
+    return last, state
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+
+
+# ---------------------------------------------------------------- the run
+
+def train(run: TrainerRun) -> dict:
+    cfg = TrainConfig(**run.hparams)
+    precision = pick_precision(cfg.finetune)
+    run.device = str(precision.device)
+    s = prepare(run, cfg, precision)
+    step, trained_before = (s.state["step"], s.state["trained_seconds"]) if s.state else (0, 0.0)
+    run.log_metrics(step, event="resume" if s.state else "start", total_steps=s.total_steps,
+                    trainable_params=sum(p.numel() for p in s.model.parameters() if p.requires_grad))
+
+    s.model.train()
+    run.begin_training(total_steps=s.total_steps, start_step=step)
+    run.poll_control()  # a pause or stop that is already there holds before the first step
+    t0, tokens, samples, metric = time.monotonic(), 0, 0, None
+    while step < s.total_steps and not run.should_end:
+        micro = [s.batches[step * cfg.grad_accum + i] for i in range(cfg.grad_accum)]
+        lr = s.sched.get_last_lr()[0]  # the rate this step uses
+        loss, n = train_step(s.model, s.opt, s.sched, micro, cfg, precision, s.pad_id)
+        step, tokens, samples = step + 1, tokens + n, samples + sum(len(m) for m in micro)
+        seconds = time.monotonic() - t0
+        run.step(step, loss=loss, lr=lr, tokens=n, tokens_per_second=round(tokens / seconds, 1))
+        metric = None
+        if cfg.eval_every and step % cfg.eval_every == 0 and step < s.total_steps:
+            metric = validation_loss(run, s, precision, step)
+        if step % cfg.save_every == 0 and step < s.total_steps:
+            save_checkpoint(run, s, cfg, step, metric, trained_before + seconds)
+    run.end_training()
+    run.train_seconds = time.monotonic() - t0
+
+    result = None
+    if not run.should_end:  # stopped, skipped or out of time: no evaluation, only the checkpoint
+        result = causal_lm_eval.evaluate(s.model, s.tokenizer, s.eval_set, precision.device,
+                                         progress=lambda: run.heartbeat(phase="evaluate"))
+        metric = result["metrics"][causal_lm_eval.PRIMARY]
+        run.log_metrics(step, **result["metrics"])
+    # on stop too; a step saved already (stopped right after a save, resumed at the end) is kept as it is
+    final = save_checkpoint(run, s, cfg, step, metric, trained_before + run.train_seconds) if step else None
+    seconds = max(run.train_seconds, 1e-9)
+    return run.finish(
+        metric_value=None if result is None else result["metrics"][s.metric_name],
+        per_example=None if result is None else result["per_example"][s.metric_name],
+        per_example_name=s.metric_name, per_example_goal=causal_lm_eval.GOALS[s.metric_name],
+        metrics={**(result["metrics"] if result else {}), "train_loss": run.last_loss,
+                 "train_sequences": float(len(s.batches.examples)),
+                 "epochs": step * cfg.grad_accum / s.batches.per_epoch},
+        tokens_per_second=round(tokens / seconds, 1), samples_per_second=round(samples / seconds, 2),
+        peak_memory_mb=peak_memory_mb(precision.device),
+        checkpoint=str(final.relative_to(run.root)) if final else None,
+        resumed_from_step=s.state["step"] if s.state else None,
+    )
+
+
+def validation_loss(run: TrainerRun, s: Setup, precision: Precision, step: int) -> float:
+    """The sealed evaluation's val_loss during training (no generation): the checkpoint's metric."""
+    result = causal_lm_eval.evaluate(s.model, s.tokenizer, s.eval_set, precision.device, generate=False,
+                                     progress=lambda: run.heartbeat(phase="evaluate"))
+    run.log_metrics(step, val_loss=result["metrics"]["val_loss"])
+    run.heartbeat(phase="train", force=True)
+    return result["metrics"]["val_loss"]
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    with TrainerRun.from_argv() as run:
+        try:
+            train(run)
+        except torch.OutOfMemoryError as e:
+            hp = {**dataclasses.asdict(TrainConfig()), **run.hparams}
+            detail = {k: hp[k] for k in ("batch_size", "grad_accum", "max_length", "packing", "finetune",
+                                         "gradient_checkpointing")}
+            run.finish(None, status="oom", error_detail={**detail, "step": run.steps},
+                       error=f"out of memory at batch_size={hp['batch_size']} (max_length={hp['max_length']}, "
+                             f"step {run.steps}): {str(e).splitlines()[0]}")
+            log.error("out of memory at batch_size=%s", hp["batch_size"])
+            sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

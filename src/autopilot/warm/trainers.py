@@ -1,0 +1,244 @@
+"""A warm trainer pool: one long-lived process per project and task, with the task (and torch) imported,
+that forks a trainer on request. It takes the two seconds of `import torch` out of every run.
+
+    autopilot train  --(unix socket: key, args, cwd, log, env)-->  pool (listens while it imports)
+                     <--ready--  --go-->                                  pool --fork--> trainer (own session)
+                     <--pid (from the trainer), then the exit status (from the pool)--
+
+The pool forks only on "go", and the trainer sends its pid before anything else, so a supervisor that gave up
+waiting (30 s), or got no pid, knows that no trainer started and may start one itself.
+
+The trainer is the same as one started by `warmstart.ForkedTrainer`: its own session and process group
+(the supervisor kills the group past the time limit), the project root as working directory, output in
+train.log, the caller's environment. A pool serves one project and task, and only clients with its own
+import-time settings (thread counts: see `autopilot.warm.protocol`). It exits after AUTOPILOT_POOL_IDLE_SECONDS
+(300) without requests, and refuses work and exits as soon as any source file of the package changed since
+it started, so edited code is never run by a stale pool. Set AUTOPILOT_NO_WARMSTART=1 to start every trainer
+as a fresh process instead.
+
+Usage (started on demand by the supervisor; by hand for debugging):
+    python -m autopilot.warm.trainers TASK PROJECT_ROOT
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from autopilot.warm import protocol
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_EXIT = -255  # exit status of a trainer whose pool died before reporting it
+START_TIMEOUT_SECONDS = 30.0
+
+
+def pool_key(root: Path, task: str, env=None) -> str:
+    """Who a pool serves: one project and task, this interpreter and its import-time settings."""
+    return protocol.key("pool", str(Path(root).resolve()), task, env=env)
+
+
+def socket_path(root: Path, task: str, env=None) -> str | None:
+    return protocol.socket_path("pool", pool_key(root, task, env))
+
+
+# --- the pool --------------------------------------------------------------------------------------------
+def serve(task: str, root: Path) -> None:
+    from autopilot.warm.fork import preload
+
+    key = pool_key(root, task)
+    path = protocol.socket_path("pool", key)
+    if path is None:
+        return
+    idle_seconds = protocol.idle_seconds()
+    protocol.exit_on_sigterm()
+    fingerprint = protocol.source_fingerprint()
+    server, inode = protocol.listen(path)  # before importing: clients wait for this pool, none starts another
+    module = preload(task)
+    server.settimeout(1.0)
+    last_used = time.monotonic()
+    waiters: list[threading.Thread] = []
+    try:
+        while True:
+            waiters = [t for t in waiters if t.is_alive()]
+            if waiters:
+                last_used = time.monotonic()  # a running trainer keeps the pool alive
+            elif (time.monotonic() - last_used > idle_seconds or not root.is_dir()
+                  or not protocol.still_ours(path, inode)):
+                break  # idle, the project is gone, or another pool took the socket over
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            last_used = time.monotonic()
+            if not protocol.same_user(conn):
+                conn.close()
+                continue
+            if protocol.source_fingerprint() != fingerprint:
+                protocol.decline(conn, {"error": "stale: the package changed since this pool started"})
+                break
+            waiter = _handle(conn, module, task, key)
+            if waiter is not None:
+                waiters.append(waiter)
+    finally:
+        protocol.release(path, inode)
+        server.close()
+        for t in waiters:  # report every running trainer's exit before leaving
+            t.join()
+
+
+def _handle(conn: socket.socket, module, task: str, key: str) -> threading.Thread | None:
+    """Fork one trainer for the request on `conn`; a thread reports its exit status when it ends."""
+    from autopilot.warm.fork import run_child
+
+    try:
+        conn.settimeout(protocol.CLIENT_SECONDS)
+        reader = protocol.LineReader(conn)
+        request = reader.read()
+        if request is None:
+            raise ValueError("connection closed before a full request")
+        if request["key"] != key:  # two keys with one checksum
+            raise ValueError("this pool serves another project, task, interpreter or settings")
+        log_fd = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except (OSError, ValueError, KeyError) as e:
+        protocol.decline(conn, {"error": f"bad request: {e}"})
+        return None
+    if not protocol.server_handshake(reader):  # the supervisor gave up waiting and starts it itself
+        os.close(log_fd)
+        conn.close()
+        return None
+    pid = os.fork()
+    if pid == 0:
+        try:  # the pid first: a client that gets no pid knows that no trainer started
+            protocol.send(conn, {"pid": os.getpid()})
+        except OSError:
+            os._exit(1)  # the supervisor is gone before its trainer started
+        conn.close()
+        protocol.default_signals()
+        os.environ.clear()
+        os.environ.update(request["env"])
+        run_child(module, task, request["args"], Path(request["cwd"]), log_fd)
+    os.close(log_fd)
+    waiter = threading.Thread(target=_report_exit, args=(conn, pid))
+    waiter.start()
+    return waiter
+
+
+def _report_exit(conn: socket.socket, pid: int) -> None:
+    _, status = os.waitpid(pid, 0)
+    try:
+        protocol.send(conn, {"returncode": os.waitstatus_to_exitcode(status)})
+    except OSError:
+        pass  # the supervisor went away (killed); the trainer's files tell what happened
+    finally:
+        conn.close()
+
+
+# --- the client ------------------------------------------------------------------------------------------
+class PooledTrainer:
+    """A trainer forked by the pool, with the part of subprocess.Popen's interface the supervisor uses."""
+
+    def __init__(self, reader: protocol.LineReader, pid: int):
+        self.conn = reader.conn
+        self.reader = reader
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return self._read(timeout=0.0)
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = self._read(timeout)
+        if code is None:
+            raise subprocess.TimeoutExpired(f"pooled trainer {self.pid}", timeout)
+        return code
+
+    def _read(self, timeout: float | None) -> int | None:
+        if self.returncode is not None:
+            return self.returncode
+        self.conn.settimeout(timeout if timeout is None or timeout > 0 else 0.001)
+        try:
+            message = self.reader.read()
+        except (TimeoutError, BlockingIOError):
+            return None
+        if message is None:  # the pool died: the trainer, if alive, is waited for by pid
+            return self._wait_orphan(timeout)
+        self.returncode = message["returncode"]
+        self.conn.close()
+        return self.returncode
+
+    def _wait_orphan(self, timeout: float | None) -> int | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while _alive(self.pid):
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+        self.returncode = UNKNOWN_EXIT  # the pool died first: the summary (or its absence) decides
+        return self.returncode
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def start_pool(task: str, root: Path, env: dict[str, str] | None = None) -> None:
+    """Start the pool of `task` for this project and this environment (or `env`) in the background."""
+    subprocess.Popen([sys.executable, "-m", "autopilot.warm.trainers", task, str(root)], cwd=root, env=env,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)
+
+
+def request(task: str, args: list[str], root: Path, log_path: Path) -> PooledTrainer | None:
+    """A trainer forked by the project's warm pool (started if needed), or None if no pool could serve."""
+    key = pool_key(root, task)
+    path = protocol.socket_path("pool", key)
+    if path is None:
+        return None
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    started = False
+    while time.monotonic() < deadline:
+        conn = protocol.connect(path)
+        if conn is None:
+            if not started:
+                start_pool(task, root)
+                started = True
+            time.sleep(0.05)
+            continue
+        message = {"key": key, "args": args, "cwd": str(root), "log": str(log_path), "env": dict(os.environ)}
+        try:
+            protocol.send(conn, message)
+        except OSError:
+            conn.close()
+            continue
+        reader = protocol.LineReader(conn)
+        reply = protocol.client_handshake(reader, timeout=max(0.1, deadline - time.monotonic()))
+        if reply is not None and reply.get("ready"):
+            try:
+                started = reader.read()
+            except (OSError, ValueError):
+                started = None
+            if started is not None and "pid" in started:
+                return PooledTrainer(reader, started["pid"])
+        conn.close()
+        if reply is None or reply.get("ready"):  # the pool left, or is still importing: ask again
+            continue  # (no pid: no trainer started, so asking again cannot start a second one)
+        log.info("warm pool declined (%s); starting a fresh one", reply.get("error"))
+        if not started:
+            time.sleep(0.2)  # let the stale pool remove its socket
+            start_pool(task, root)
+            started = True
+    return None
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1], Path(sys.argv[2]))
