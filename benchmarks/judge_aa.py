@@ -13,6 +13,7 @@ The last line is one JSON object with the rates.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import tempfile
@@ -27,15 +28,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _seedpool import seed_pool  # noqa: E402
 
 from autopilot.judge import stats  # noqa: E402
+from autopilot.settings import Judge  # noqa: E402
 from autopilot.study import check_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BETTER = {"epochs": 10}  # a known improvement of the default baseline (about +2 points of accuracy)
 
 
-def replay(inc_pool, cand_pool, same: bool, judge_cfg: dict, overrides: dict, rng) -> tuple[str, int]:
+def replay(inc_pool, cand_pool, same: bool, judge_cfg: Judge, overrides: dict, rng) -> tuple[str, int]:
     """One comparison under the judge's protocol; returns the verdict and the candidate seeds used."""
-    n_inc = 1 + judge_cfg["noise_seeds"]
+    n_inc = 1 + judge_cfg.noise_seeds
     extra, welch = stats.extra_seeds_for(overrides, judge_cfg)
     if same:  # A/A: incumbent and candidate seeds must be distinct seeds of one pool
         idx = rng.permutation(len(inc_pool))
@@ -48,14 +50,14 @@ def replay(inc_pool, cand_pool, same: bool, judge_cfg: dict, overrides: dict, rn
     first = cand_all[0]
     cand = cand_all if stats.needs_confirmation(first[0], [v for v, _ in inc], True) else cand_all[:1]
     cand_r = [stats.SeedResult(v, pe) for v, pe in cand]
-    cfg = {**judge_cfg, "bootstrap_samples": 200}  # the bootstrap is for the record; it does not decide here
+    cfg = dataclasses.replace(judge_cfg, bootstrap_samples=200)  # the bootstrap is for the record, it does not decide
     result = stats.decide(cand_r, inc_r, [], cfg, True, welch, bootstrap_seed=int(rng.integers(1 << 30)))
     return result["verdict"], len(cand)
 
 
-def judge_cfg_seeds_needed(judge_cfg: dict) -> int:
+def judge_cfg_seeds_needed(judge_cfg: Judge) -> int:
     """Seeds one A/A draw uses at most: the incumbent's and a fully confirmed candidate's."""
-    return judge_cfg["noise_seeds"] + 1 + judge_cfg["max_confirm_seeds"] + 1
+    return judge_cfg.noise_seeds + 1 + judge_cfg.max_confirm_seeds + 1
 
 
 @click.command()
@@ -69,13 +71,13 @@ def main(seeds: int, draws: int, noise_seeds: int | None, confirm_seeds: int | N
     base = dict(config["baseline"])
     better = {**base, **BETTER}
     if quick:
-        seeds, draws = judge_cfg_seeds_needed(config["judge"]), 100
+        seeds, draws = judge_cfg_seeds_needed(Judge.parse(config["judge"])), 100
         base["epochs"], better["epochs"] = 1, 2
-    judge_cfg = dict(config["judge"])
+    judge_cfg = Judge.parse(config["judge"])
     if noise_seeds is not None:
-        judge_cfg["noise_seeds"] = noise_seeds
+        judge_cfg = dataclasses.replace(judge_cfg, noise_seeds=noise_seeds)
     if confirm_seeds is not None:
-        judge_cfg["confirm_seeds"] = confirm_seeds
+        judge_cfg = dataclasses.replace(judge_cfg, confirm_seeds=confirm_seeds)
     if judge_cfg_seeds_needed(judge_cfg) > seeds:
         raise click.UsageError(f"--seeds {seeds} is too few for the protocol's seed counts")
     t0 = time.monotonic()
@@ -89,7 +91,7 @@ def main(seeds: int, draws: int, noise_seeds: int | None, confirm_seeds: int | N
     va, vb = np.array([v for v, _ in pool_a]), np.array([v for v, _ in pool_b])
     out = {
         "seeds_per_config": seeds, "draws": draws, "quick": quick,
-        "noise_seeds": judge_cfg["noise_seeds"], "confirm_seeds": judge_cfg["confirm_seeds"],
+        "noise_seeds": judge_cfg.noise_seeds, "confirm_seeds": judge_cfg.confirm_seeds,
         "mean_a": round(float(va.mean()), 4), "mean_b": round(float(vb.mean()), 4),
         "seed_sd_a": round(float(va.std(ddof=1)), 4), "seed_sd_b": round(float(vb.std(ddof=1)), 4),
         "true_gain": round(float(vb.mean() - va.mean()), 4),

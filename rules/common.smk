@@ -6,10 +6,10 @@ from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
 
-from autopilot.workflow import hooks
+from autopilot.journal import record
 from autopilot.paths import Project
+from autopilot.workflow import hooks
 from autopilot.workflow.plan import ENV_VAR, Plan, plan_runs
-from autopilot.propose.policies import proposes_with_llm
 from autopilot.study import Study, check_config
 
 PROJECT = Project(Path.cwd())
@@ -18,7 +18,8 @@ STUDY.freeze()
 # The main process plans; a job process (a cluster job parses this file again, when more runs are finished)
 # takes the same plan from the environment the main process exported it to.
 if workflow.is_main_process:
-    PLAN = plan_runs(STUDY, STUDY.config["iterations"])
+    record.sync(STUDY)  # the journal repairs itself once per invocation: runs judged but not journaled by a killed one
+    PLAN = plan_runs(STUDY, STUDY.settings.iterations)
     PLAN.export()
 else:
     PLAN = Plan.from_env()
@@ -65,9 +66,19 @@ def get_propose_inputs(wildcards):
         "ingest": "queue/.ingest.done"}
     group = next(g for g in PLAN.groups if wildcards.run in g)
     place = group.index(wildcards.run)
-    if place and proposes_with_llm(STUDY.config):
+    if place and STUDY.settings.uses_llm:
         inputs["sibling"] = f"{RUNS}/{group[place - 1]}/proposal.json"
     return inputs
+
+
+def get_generation(wildcards):
+    """The run's generation in this invocation's plan: passed to `autopilot propose`."""
+    return PLAN.slot(wildcards.run).generation
+
+
+def get_place(wildcards):
+    """The run's place in its generation (which of the generation's points it takes)."""
+    return PLAN.slot(wildcards.run).index
 
 
 def get_container_image():

@@ -18,8 +18,11 @@ rule propose_run:
         f"{RUNS}/{{run}}/logs/propose_run.log",
     params:
         study=STUDY.name,
+        generation=get_generation,
+        place=get_place,
     shell:
-        "autopilot propose --study {params.study} --run {wildcards.run} > {log} 2>&1"
+        "autopilot propose --study {params.study} --run {wildcards.run} --generation {params.generation}"
+        " --place {params.place} > {log} 2>&1"
 
 
 rule guard_proposal:

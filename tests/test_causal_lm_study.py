@@ -12,14 +12,13 @@ from conftest import REPO, make_project, snakemake
 from conftest_lm import TRAIN_CHATS, VAL_CHATS, tiny_model_fixture, write_jsonl  # noqa: F401
 
 from autopilot import fsio, guard, schemas
-from autopilot.errors import ConfigError, LoopHalted
-from autopilot.ingest import queue
+from autopilot.errors import ConfigError, GuardRejected, LoopHalted
+from autopilot.ingest import claims, queue
 from autopilot.ingest.checks import Settings
 from autopilot.ingest.inbox import add_file, check_file
 from autopilot.ingest.specs import load_spec
 from autopilot.paths import Project
 from autopilot.study import Study, check_config
-from autopilot.train import lm_data
 
 EXAMPLE = REPO / "config" / "studies" / "lm_sft.yaml"
 FAST_BASELINE = {"max_steps": 4, "epochs": 1, "batch_size": 8, "save_every": 2, "max_length": 96}
@@ -100,29 +99,36 @@ def test_runs_claim_the_head_of_the_queue_and_release_it_after(tmp_path):
     queue_files(root, [("first", "normal"), ("urgent", "high"), ("second", "normal")])
     study = queue_study(root)
     project = study.project
+    run1, run2 = study.paths.run("00001"), study.paths.run("00002")
+    claims.claim_for_run(project, run1)  # propose claims the run's dataset
+    claims.claim_for_run(project, run2)
     one = guard.build_config(study, proposal("00001"))["data"]
     two = guard.build_config(study, proposal("00002"))["data"]
     assert Path(one["train_file"]).parent == Path("queue/processing") and one["train_file"].endswith("urgent.jsonl")
     assert two["train_file"].endswith("first.jsonl") and two["train_spec"] == "chat_sft_v1"
-    assert guard.build_config(study, proposal("00001"))["data"] == one  # a guard run again claims nothing new
+    claims.claim_for_run(project, run1)  # proposing the same run again claims nothing new
+    assert guard.build_config(study, proposal("00001"))["data"] == one
     assert [p.name.split("-", 2)[2] for p in queue.entries(project.processing)] == ["first.jsonl", "urgent.jsonl"]
 
     completed, failed = {"status": "completed"}, {"status": "failed"}
-    done = lm_data.release_after_run(project, study.paths.run("00001").dir, [completed, failed])
+    done = claims.release_after_run(project, run1, [completed, failed])
     assert done.parent == project.done  # the first seed completed: trained on
-    back = lm_data.release_after_run(project, study.paths.run("00002").dir, [failed])
+    back = claims.release_after_run(project, run2, [failed])
     assert back.parent == project.queue_dir("normal")  # not trained: back in line, at its old place
     assert [p.name.split("-", 2)[2] for p in queue.entries(project.queue_dir("normal"))] == ["first.jsonl",
                                                                                              "second.jsonl"]
-    assert lm_data.release_after_run(project, study.paths.run("00001").dir, [completed]) == done  # once only
-    assert lm_data.release_after_run(project, study.paths.run("00003").dir, [completed]) is None  # no claim
-    claim = fsio.read_json(study.paths.run("00001").dir / lm_data.CLAIM_FILE)
+    assert claims.release_after_run(project, run1, [completed]) == done  # once only
+    assert claims.release_after_run(project, study.paths.run("00003"), [completed]) is None  # no claim
+    claim = fsio.read_json(run1.data_claim)
     assert claim["spec"] == "chat_sft_v1" and claim["released"].startswith("queue/done/")
 
 
 def test_an_empty_queue_halts_the_loop(tmp_path):
+    study = queue_study(tmp_path)
     with pytest.raises(LoopHalted, match="queue is empty"):
-        guard.build_config(queue_study(tmp_path), proposal("00001"))
+        claims.claim_for_run(study.project, study.paths.run("00001"))
+    with pytest.raises(GuardRejected, match="data_claim.json is missing"):
+        guard.build_config(study, proposal("00001"))
 
 
 # ---------------------------------------------------------------- end to end

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from conftest import VENV_BIN, env, snakemake
 from ops_study import SLOW_TRAINER, history, make_slow_project, read_status, training, wait_for
 
-from autopilot import fsio, guard
+from autopilot import fsio, holds
 from autopilot.cli import main
 from autopilot.ops import control
 from autopilot.paths import Project, RunPaths
@@ -69,17 +69,17 @@ def test_skip_names_the_run_it_ends_or_warns_that_none_is_training(tmp_path):
 def test_the_loop_is_held_by_pause_stop_after_run_and_the_studys_own_pause(tmp_path):
     root = make_slow_project(tmp_path / "p")
     study = Study.load(Project(root), root / "config" / "config.yaml")
-    assert guard.halt_reason(study, []) is None
+    assert holds.halt_reason(study, []) is None
     for name, expected in (("pause", "paused"), ("stop-after-run", "stop after the current run requested")):
         study.project.control_file(name).parent.mkdir(exist_ok=True)
         study.project.control_file(name).touch()
-        assert expected in guard.halt_reason(study, [])
+        assert expected in holds.halt_reason(study, [])
         study.project.control_file(name).unlink()
     control.pause_study(study, "6 of the last 10 runs failed", by="the failure-rate check", last_run="00010")
-    assert "study paused: 6 of the last 10 runs failed" in guard.halt_reason(study, [])
+    assert "study paused: 6 of the last 10 runs failed" in holds.halt_reason(study, [])
     assert "## Paused by the failure-rate check" in study.paths.labbook.read_text()
     assert "the study's own pause" in control.resume(study.project, study.paths)
-    assert guard.halt_reason(study, []) is None
+    assert holds.halt_reason(study, []) is None
     record = fsio.read_json(study.paths.paused)
     assert record["resumed_at"] and record["last_run"] == "00010"  # kept: these failures are not counted again
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import VENV_BIN, env, make_project
 from ops_study import entry, history, make_slow_project, training, wait_for, write_history
 
-from autopilot import fsio, ledger
+from autopilot import fsio, holds, ledger
 from autopilot.ops import control, daemon
 from autopilot.ops.cron import Invocation
 from autopilot.paths import Project
@@ -85,7 +85,7 @@ def test_a_failure_spike_pauses_the_study_with_a_reason_until_resume(tmp_path):
     d = ScriptedDaemon(root, ["baseline", "failed", "improved", "failed", "failed", "failed", "failed", "failed"])
     step = d.run_passes()
     assert step == daemon.Pass(wait=7) and d.invoked == 5  # 3 of the last 4 failed: more than 2
-    reason = control.study_pause_reason(Project(root).study("digits_cnn"))
+    reason = holds.study_pause_reason(Project(root).study("digits_cnn"))
     assert reason.startswith("3 of the last 4 runs failed (runs 00002, 00004, 00005; daemon.max_failures=2")
     assert "CUDA error: boom" in reason
     labbook = (root / "runs" / "digits_cnn" / "labbook.md").read_text()

@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 
 from autopilot import fsio, guard, ledger
+from autopilot.clock import now_iso
 from autopilot.journal import record
 from autopilot.judge.verdicts import judge_run
+from autopilot.ledger import Slot
 from autopilot.paths import Project
 from autopilot.propose.decide import propose_run
 from autopilot.study import Study, check_config
 from autopilot.workflow import plan
-from autopilot.workflow.plan import Plan, Slot, plan_runs
+from autopilot.workflow.plan import Plan, plan_runs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from _synthetic import SUMMARY_MANIFEST, write_runs  # noqa: E402
@@ -81,14 +83,22 @@ def test_a_place_killed_before_its_folder_existed_keeps_its_run_id_and_place(tmp
     assert plan_runs(study, 2).groups == [["00002", "00003"]]  # fewer iterations: the earliest places first
 
 
-def test_the_plan_reaches_jobs_and_commands_through_the_environment(tmp_path, monkeypatch):
+def test_the_plan_reaches_jobs_through_the_environment(tmp_path):
     study = make_study(tmp_path, generation_size=2)
     p = plan_runs(study, 3)
     p.export()
-    assert Plan.from_env() == p
-    assert plan.slot_for(study, "00003") == Slot(2, 1)
-    monkeypatch.delenv(plan.ENV_VAR)
-    assert plan.slot_for(study, "00003") == Slot(1, 0)  # by hand, outside the workflow: a generation of its own
+    assert Plan.from_env() == p and p.slot("00003") == Slot(2, 1)
+
+
+def test_a_run_proposed_by_hand_keeps_its_recorded_place_or_gets_a_generation_of_its_own(tmp_path):
+    study = make_study(tmp_path, generation_size=2)
+    write_runs(study, 4)
+    assert propose_run(study, "00005")["generation"] == 5  # outside the workflow: a generation after the history
+    assert propose_run(study, "00006", Slot(6, 1))["generation_index"] == 1
+    run = study.paths.run("00006")
+    run.proposal.unlink()
+    fsio.atomic_write_json(run.proposal, {"generation": 6, "generation_index": 1})
+    assert ledger.slot_of(run, ledger.read_history(study.paths)) == Slot(6, 1)
 
 
 def test_budget_and_kill_switch_still_cap_the_plan(tmp_path):
@@ -102,8 +112,7 @@ def test_budget_and_kill_switch_still_cap_the_plan(tmp_path):
 # --- proposals --------------------------------------------------------------------------------------------
 def propose_generation(study: Study, first: int, k: int) -> list[dict]:
     runs = [f"{first + i:05d}" for i in range(k)]
-    Plan(study.name, [runs], {r: Slot(first, i) for i, r in enumerate(runs)}, None).export()
-    return [propose_run(study, r) for r in runs]
+    return [propose_run(study, r, Slot(first, i)) for i, r in enumerate(runs)]
 
 
 @pytest.mark.parametrize("policy", ["tpe", "random"])
@@ -122,7 +131,7 @@ def test_a_runs_proposal_does_not_depend_on_what_its_siblings_finished(tmp_path)
     write_runs(study, 12, seed=3)
     before = propose_generation(study, 13, 3)
     # sibling 00013 finishes (judged, journaled) before 00015 is proposed again: 00015 must not see it
-    fake_trained_run(study, "00013", [0.99, 0.99, 0.99])
+    fake_trained_run(study, "00013", [0.99, 0.99, 0.99], Slot(13, 0))
     judge_run(study, "00013")
     record.sync(study)
     assert any(e["run_id"] == "00013" for e in ledger.read_history(study.paths))
@@ -153,15 +162,14 @@ def test_a_generation_with_no_successful_run_before_it_trains_the_baseline(tmp_p
 
 
 # --- judging and journaling -------------------------------------------------------------------------------
-def fake_trained_run(study: Study, run_id: str, seed_values: list[float]) -> None:
+def fake_trained_run(study: Study, run_id: str, seed_values: list[float], slot: Slot) -> None:
     """A run whose proposal, config and trainer summaries are on disk, as if trained: ready to be judged."""
     run = study.paths.run(run_id)
     if not run.proposal.exists():
-        slot = plan.slot_for(study, run_id)
         proposal = {"run_id": run_id, "policy": "tpe", "overrides": {"lr": 0.001 * (1 + int(run_id) % 7)},
                     "rationale": "a synthetic run of a generation", "hypothesis": "it may be better",
                     "housekeeping": {"new_todos": [], "notes": "", "resolved_todos": []}, "mentor": None,
-                    "fallback_from": None, "created_at": guard.now_iso(), "generation": slot.generation,
+                    "fallback_from": None, "created_at": now_iso(), "generation": slot.generation,
                     "generation_index": slot.index}
         fsio.atomic_write_json(run.proposal, proposal)
     fsio.atomic_write_json(run.config, guard.build_config(study, fsio.read_json(run.proposal)))
@@ -177,14 +185,12 @@ def fake_trained_run(study: Study, run_id: str, seed_values: list[float]) -> Non
 def judged_generation(tmp_path) -> Study:
     """Baseline 00001 (generation 1); generation 2 = 00002..00004 where 00002 and 00003 both beat it."""
     study = make_study(tmp_path, generation_size=3)
-    Plan(study.name, [["00001"], ["00002", "00003", "00004"]],
-         {"00001": Slot(1, 0), "00002": Slot(2, 0), "00003": Slot(2, 1), "00004": Slot(2, 2)}, None).export()
-    fake_trained_run(study, "00001", [0.80, 0.81, 0.79, 0.80])
+    fake_trained_run(study, "00001", [0.80, 0.81, 0.79, 0.80], Slot(1, 0))
     judge_run(study, "00001")
     record.sync(study)
-    fake_trained_run(study, "00002", [0.90, 0.91, 0.90])
-    fake_trained_run(study, "00003", [0.95, 0.96, 0.95])
-    fake_trained_run(study, "00004", [0.70])
+    fake_trained_run(study, "00002", [0.90, 0.91, 0.90], Slot(2, 0))
+    fake_trained_run(study, "00003", [0.95, 0.96, 0.95], Slot(2, 1))
+    fake_trained_run(study, "00004", [0.70], Slot(2, 2))
     return study
 
 
@@ -213,8 +219,7 @@ def test_the_next_generation_is_judged_against_the_generations_best(judged_gener
     for run_id in ("00002", "00003", "00004"):
         judge_run(study, run_id)
     record.sync(study)
-    Plan(study.name, [["00005"]], {"00005": Slot(3, 0)}, None).export()
-    fake_trained_run(study, "00005", [0.96, 0.97, 0.965])
+    fake_trained_run(study, "00005", [0.96, 0.97, 0.965], Slot(3, 0))
     assert judge_run(study, "00005")["compared_to"] == "00003"
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from autopilot import guard
+from autopilot import guard, holds
 from autopilot.errors import LoopHalted
 from autopilot.paths import Project
 from autopilot.study import Study
@@ -79,13 +79,13 @@ def test_unbounded_strings_are_rejected_by_the_schema(study):
 
 
 def test_budgets_and_kill_switch_halt_the_loop(study):
-    guard.ensure_may_run(study, [])
+    holds.ensure_may_run(study, [])
     with pytest.raises(LoopHalted, match="run budget"):
-        guard.ensure_may_run(study, [{"train_seconds": 1}] * 3)
+        holds.ensure_may_run(study, [{"train_seconds": 1}] * 3)
     with pytest.raises(LoopHalted, match="time budget"):
-        guard.ensure_may_run(study, [{"train_seconds": 60}, {"train_seconds": 41}])
+        holds.ensure_may_run(study, [{"train_seconds": 60}, {"train_seconds": 41}])
     stop = study.project.control_file("stop")
     stop.parent.mkdir()
     stop.touch()
     with pytest.raises(LoopHalted, match="stop requested"):
-        guard.ensure_may_run(study, [])
+        holds.ensure_may_run(study, [])

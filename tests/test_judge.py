@@ -1,12 +1,15 @@
 """The judge's statistics on score vectors and seed values whose answer is known."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from autopilot.judge import stats
+from autopilot.settings import Judge
 
-CFG = {"confidence": 0.95, "bootstrap_samples": 2000, "alpha": 0.05, "noise_seeds": 4, "confirm_seeds": 2,
-       "max_confirm_seeds": 4, "noise_keys": ["lr", "batch_size"]}
+CFG = Judge(confidence=0.95, bootstrap_samples=2000, alpha=0.05, noise_seeds=4, confirm_seeds=2,
+            max_confirm_seeds=4, noise_keys=("lr", "batch_size"))
 
 
 def seeds(values, per_example=None):
@@ -94,7 +97,8 @@ def test_aa_false_improved_rate_is_low_on_simulated_seeds():
         vals = rng.normal(0.95, 0.008, 8)
         inc, cand = vals[:5], vals[5:]
         cand = cand if stats.needs_confirmation(cand[0], list(inc), True) else cand[:1]
-        r = stats.decide(seeds(list(cand)), seeds(list(inc)), [], {**CFG, "bootstrap_samples": 200}, True, False, 1)
+        quick = dataclasses.replace(CFG, bootstrap_samples=200)
+        r = stats.decide(seeds(list(cand)), seeds(list(inc)), [], quick, True, False, 1)
         improved += r["verdict"] == "improved"
     assert improved / 300 <= 0.07
 

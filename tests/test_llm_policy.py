@@ -18,7 +18,7 @@ from autopilot.propose.decide import propose_run
 from autopilot.propose.llm import LLMFailure
 from autopilot.propose.llm.extract import answer, json_object
 from autopilot.propose.policies import changed_from_baseline
-from autopilot.workflow.plan import ENV_VAR, plan_runs
+from autopilot.workflow.plan import plan_runs
 
 
 def answered(**changes) -> dict:
@@ -292,12 +292,12 @@ def test_a_point_that_was_already_trained_goes_to_the_fallback(tmp_path):
     assert f"the same point as run {entry['run_id']}, already trained" in proposal["fallback_from"]["reason"]
 
 
-def test_a_generation_shows_the_llm_its_siblings_and_refuses_the_same_point_twice(tmp_path, monkeypatch):
+def test_a_generation_shows_the_llm_its_siblings_and_refuses_the_same_point_twice(tmp_path):
     with ScriptedLLM([reply(GOOD_ANSWER), reply(GOOD_ANSWER)]) as server:
         study = llm_study(tmp_path, server.url, generation_size=2)
-        monkeypatch.setenv(ENV_VAR, plan_runs(study, 2).to_json())
-        first = propose_run(study, "00004")
-        second = propose_run(study, "00005")
+        plan = plan_runs(study, 2)
+        first = propose_run(study, "00004", plan.slot("00004"))
+        second = propose_run(study, "00005", plan.slot("00005"))
         prompts = [prompt_of(r["body"]) for r in server.requests]
     assert first["policy"] == "llm:openai" and first["overrides"] == GOOD_ANSWER["overrides"]
     assert "Proposed for this generation" not in prompts[0]

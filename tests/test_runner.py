@@ -1,4 +1,5 @@
-"""The train step decides the seeds from the same incumbent as the judge: the run folders, not only the ledger."""
+"""The train step decides the seeds from the same incumbent as the judge: the run folders, not only the ledger,
+and it only reads them."""
 
 from __future__ import annotations
 
@@ -33,4 +34,6 @@ def test_a_lost_ledger_line_does_not_make_a_run_a_second_baseline(tmp_path):
     cli(root, "train", "--run", "00002")
     seeds = len(ledger.seed_summaries(study.paths.run("00002")))
     assert seeds <= 2  # one seed, or one confirmation: a candidate against run 00001, never a new noise floor
-    assert [e["run_id"] for e in fsio.iter_jsonl(study.paths.history)] == ["00001"]  # rebuilt from the folders
+    assert not study.paths.history.exists()  # a read: `train` writes no journal
+    snakemake(root, "--config", "iterations=0")  # the next invocation repairs the journal from the run folders
+    assert [e["run_id"] for e in fsio.iter_jsonl(study.paths.history)] == ["00001"]

@@ -2,8 +2,8 @@
 
 Deny by default. A proposal must match schemas/proposal.schema.yaml; it may change only keys of the study's
 search space, each within its type and range; it must pass the quality gate (a real rationale and a
-hypothesis); and the study's budget and kill switch (control/stop) must allow another run. The guard is
-the only writer of config.json. Dataset content and LLM output are data here, never commands.
+hypothesis); and the study's budget and kill switch (control/stop) must allow another run (`autopilot.holds`).
+The guard is the only writer of config.json. Dataset content and LLM output are data here, never commands.
 
 Usage:
     violations = check_proposal(proposal, study)      # [] when it may run
@@ -12,15 +12,14 @@ Usage:
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import re
 
-from autopilot import fsio, ledger, schemas
-from autopilot.errors import GuardRejected, LoopHalted
-from autopilot.ops import control
+from autopilot import fsio, holds, ledger, schemas
+from autopilot.clock import now_iso
+from autopilot.errors import GuardRejected
+from autopilot.ingest import claims
 from autopilot.study import Study
-from autopilot.train import lm_data
 
 MIN_RATIONALE_CHARS = 20
 MIN_HYPOTHESIS_CHARS = 10
@@ -30,10 +29,6 @@ LLM_MIN_HYPOTHESIS_WORDS = 4
 LLM_MIN_NOTES_WORDS = 4
 LLM_MIN_TODO_WORDS = 2
 TODO_ID = re.compile(r"^T\d+$")
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def violation(key: str, value, rule: str, message: str) -> dict:
@@ -148,51 +143,12 @@ def check_proposal(proposal: dict, study: Study) -> list[dict]:
     return check_overrides(proposal["overrides"], study.search_space) + quality_problems(proposal)
 
 
-def budget_state(study: Study, history: list[dict]) -> dict:
-    budget = study.config["budget"]
-    return {
-        "runs_used": len(history),
-        "max_runs": budget["max_runs"],
-        "seconds_used": round(ledger.total_train_seconds(history), 3),
-        "max_total_seconds": budget["max_total_seconds"],
-        "max_seconds_per_run": budget["max_seconds_per_run"],
-    }
-
-
-def halt_reason(study: Study, history: list[dict]) -> str | None:
-    """Why no further run may start (kill switch, stop after run, pause, the study's own pause, budget), or None."""
-    stop = study.project.control_file("stop")
-    if stop.exists():
-        return f"stop requested ({stop} exists); remove it or run `autopilot resume` to continue"
-    for signal, what in (("stop-after-run", "stop after the current run requested"), ("pause", "paused")):
-        path = study.project.control_file(signal)
-        if path.exists():
-            return f"{what} ({path} exists); remove it or run `autopilot resume` to continue"
-    paused = control.study_pause_reason(study.paths)
-    if paused:
-        return f"study paused: {paused}; `autopilot resume` continues"
-    state = budget_state(study, history)
-    if state["runs_used"] >= state["max_runs"]:
-        return f"run budget spent: {state['runs_used']} of budget.max_runs={state['max_runs']} runs done"
-    if state["seconds_used"] >= state["max_total_seconds"]:
-        return (f"time budget spent: {state['seconds_used']:.0f}s of budget.max_total_seconds="
-                f"{state['max_total_seconds']:g}s trained")
-    return None
-
-
-def ensure_may_run(study: Study, history: list[dict]) -> None:
-    reason = halt_reason(study, history)
-    if reason:
-        raise LoopHalted(reason)
-
-
 def resolve_data(study: Study, run_id: str) -> dict:
-    """The `data` block a run's trainer receives."""
+    """The `data` block a run's trainer receives: with data.source `queue`, the dataset that `propose` claimed for the
+    run (queue/processing/) is its train_file; the runner releases it when the run's seeds are done."""
     data = dict(study.config.get("data", {}))
-    if data.get("source") == "queue":
-        # causal_lm: the head of the dataset queue is claimed for this run (queue/processing/) and becomes its
-        # train_file; the runner releases it when the run's seeds are done (lm_data.release_after_run)
-        data = lm_data.claim_for_run(study.project, data, study.paths.run(run_id).dir)
+    if study.settings.data.source == "queue":
+        data = claims.data_for_run(study.project, data, study.paths.run(run_id))
     return data
 
 
@@ -203,15 +159,15 @@ def build_config(study: Study, proposal: dict) -> dict:
     return {
         "run_id": run_id,
         "study": study.name,
-        "task": study.config["task"],
-        "seed": ledger.derive_seed(study.config["seed"], run_id, 0),
+        "task": study.settings.task,
+        "seed": ledger.derive_seed(study.settings.seed, run_id, 0),
         "seed_index": 0,
         "hparams": {**study.config["baseline"], **normalize(proposal["overrides"], study.search_space)},
         "overrides": normalize(proposal["overrides"], study.search_space),
         "metric": dict(study.config["metric"]),
-        "max_seconds": study.config["budget"]["max_seconds_per_run"],
+        "max_seconds": study.settings.budget.max_seconds_per_run,
         "data": resolve_data(study, run_id),
-        "init_model": study.config.get("model", {}).get("path"),  # causal_lm: the local model folder
+        "init_model": study.settings.model.path if study.settings.model else None,  # causal_lm: the model folder
         "paths": {
             "run_dir": str(run.dir.relative_to(root)),
             "control_dir": str(study.project.control.relative_to(root)),
@@ -225,7 +181,7 @@ def guard_run(study: Study, run_id: str) -> dict:
     run = study.paths.run(run_id)
     proposal = fsio.read_json(run.proposal)
     history = ledger.read_history(study.paths)
-    ensure_may_run(study, history)
+    holds.ensure_may_run(study, history)
     found = check_proposal(proposal, study)
     if proposal.get("run_id") != run_id:
         found.append(violation("run_id", proposal.get("run_id"), "identity",
@@ -243,7 +199,7 @@ def guard_run(study: Study, run_id: str) -> dict:
         "checked": ["schema:proposal", "whitelist", "type", "range", "quality_gate", "budget", "kill_switch"],
         "violations": [],
         "rejected_first": proposal["fallback_from"],
-        "budget": budget_state(study, history),
+        "budget": holds.budget_state(study, history),
         "checked_at": now_iso(),
     }
     schemas.validate(decision, "guard")

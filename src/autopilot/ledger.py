@@ -10,15 +10,22 @@ before that generation by the most. With one run per generation that is simply t
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from autopilot import fsio
-from autopilot.judge.stats import SeedResult
+from autopilot.enums import PROMOTING, RunStatus
 from autopilot.paths import RunPaths, StudyPaths, run_number
 
-PROMOTING_VERDICTS = ("baseline", "improved")
+PROMOTING_VERDICTS = tuple(sorted(PROMOTING))
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A run's place in the study: its generation, and its position in it (which of the generation's points)."""
+
+    generation: int
+    index: int
 
 
 def derive_seed(study_seed: int, run_id: str, k: int) -> int:
@@ -59,6 +66,20 @@ def run_generation(run: RunPaths) -> int:
     return proposal.get("generation") or run_number(run.id)
 
 
+def recorded_slot(run: RunPaths) -> Slot | None:
+    """The generation and place an unfinished run's proposal.json records, if it got that far."""
+    proposal = read_path(run.proposal) or {}
+    if proposal.get("generation") is None:
+        return None
+    return Slot(proposal["generation"], proposal.get("generation_index", 0))
+
+
+def slot_of(run: RunPaths, history: list[dict]) -> Slot:
+    """A run's slot when no plan names it: as its proposal recorded it, else a generation of its own after the
+    history (a run proposed by hand, outside the workflow)."""
+    return recorded_slot(run) or Slot(max((generation_of(e) for e in history), default=0) + 1, 0)
+
+
 def seed_summaries(run: RunPaths) -> list[tuple[int, dict]]:
     """(k, summary) of every seed of a run that has a summary: seed 0 first."""
     found = []
@@ -73,17 +94,12 @@ def seed_summaries(run: RunPaths) -> list[tuple[int, dict]]:
 
 
 def is_success(summary: dict) -> bool:
-    return summary["status"] == "completed" and summary["metric"]["value"] is not None
+    return summary["status"] == RunStatus.COMPLETED and summary["metric"]["value"] is not None
 
 
-def seed_results(run: RunPaths) -> list[SeedResult]:
-    """Completed seeds of a run with their metric and per-example scores."""
-    results = []
-    for _, s in seed_summaries(run):
-        if is_success(s):
-            pe = s.get("per_example")
-            results.append(SeedResult(float(s["metric"]["value"]), None if not pe else np.asarray(pe["values"])))
-    return results
+def successful_seeds(run: RunPaths) -> list[dict]:
+    """The summaries of a run's completed seeds, seed 0 first."""
+    return [s for _, s in seed_summaries(run) if is_success(s)]
 
 
 def example_goal(run: RunPaths) -> str | None:

@@ -47,6 +47,7 @@ class RunPaths:
     rejected_proposal = property(lambda self: self.dir / "rejected_proposal.json")
     manual_input = property(lambda self: self.dir / "manual_input.json")
     guard = property(lambda self: self.dir / "guard.json")
+    data_claim = property(lambda self: self.dir / "data_claim.json")  # data.source queue: the dataset claimed
     config = property(lambda self: self.dir / "config.json")
     metrics = property(lambda self: self.dir / "metrics.jsonl")
     summary = property(lambda self: self.dir / "trainer_summary.json")

@@ -12,6 +12,7 @@ Usage:
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import yaml
 from autopilot import fsio, schemas
 from autopilot.errors import ConfigError, SchemaError
 from autopilot.paths import Project, StudyPaths
+from autopilot.settings import StudySettings
 
 
 def fill_defaults(obj: dict, schema: dict) -> dict:
@@ -83,9 +85,14 @@ class Study:
     project: Project
     config: dict
 
+    @functools.cached_property
+    def settings(self) -> StudySettings:
+        """The config parsed once into frozen dataclasses: what the stages read."""
+        return StudySettings.parse(self.config)
+
     @property
     def name(self) -> str:
-        return self.config["study"]
+        return self.settings.study
 
     @property
     def paths(self) -> StudyPaths:
@@ -93,11 +100,11 @@ class Study:
 
     @property
     def metric_name(self) -> str:
-        return self.config["metric"]["name"]
+        return self.settings.metric.name
 
     @property
     def maximize(self) -> bool:
-        return self.config["metric"]["goal"] == "maximize"
+        return self.settings.metric.maximize
 
     @property
     def search_space(self) -> dict:

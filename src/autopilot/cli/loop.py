@@ -26,12 +26,18 @@ run_option = click.option("--run", "run_id", required=True, help="Run id (zero-p
 @main.command()
 @study_option
 @click.option("--run", "run_id", help="Run id (zero-padded, e.g. 00007); required unless --dry-run.")
+@click.option("--generation", type=click.IntRange(min=1),
+              help="The run's generation (the workflow passes it). Default: as its proposal recorded it, else a "
+                   "generation of its own after the history.")
+@click.option("--place", type=click.IntRange(min=0), default=0, show_default=True,
+              help="The run's place in its generation: which of the generation's points it takes.")
 @click.option("--dry-run", is_flag=True,
               help="Print the prompt(s) that would be sent and the proposal that comes back; write nothing. "
                    "--run defaults to the study's next run.")
 @pass_project
 @domain_errors
-def propose(project: Project, study_name: str | None, run_id: str | None, dry_run: bool) -> None:
+def propose(project: Project, study_name: str | None, run_id: str | None, generation: int | None, place: int,
+            dry_run: bool) -> None:
     """Write the run's proposal.json (policy, overrides, rationale, hypothesis).
 
     The study's first successful run is the baseline; a runs/<study>/next_config.json written by a person
@@ -39,15 +45,17 @@ def propose(project: Project, study_name: str | None, run_id: str | None, dry_ru
     fallback policy's, with the reason recorded in `fallback_from`. An LLM policy saves each prompt and
     answer in the run's llm/ folder.
     """
+    from autopilot.ledger import Slot
     from autopilot.propose.decide import preview_run, propose_run
 
     if run_id is None and not dry_run:
         raise click.BadParameter("give the run id (or --dry-run)", param_hint="--run")
     study = resolve_study(project, study_name)
+    slot = None if generation is None else Slot(generation, place)
     if dry_run:
-        print_preview(*preview_run(study, run_id or next_run_id(study)))
+        print_preview(*preview_run(study, run_id or next_run_id(study), slot))
         return
-    proposal = propose_run(study, run_id)
+    proposal = propose_run(study, run_id, slot)
     click.echo(f"run {run_id}: {proposal['policy']} proposes {proposal['overrides'] or 'the baseline'}")
 
 

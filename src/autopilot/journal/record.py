@@ -19,8 +19,8 @@ from filelock import FileLock
 
 from autopilot import fsio, ledger, schemas
 from autopilot.errors import AutopilotError
+from autopilot.formatting import describe_overrides
 from autopilot.paths import RunPaths
-from autopilot.propose.policies import describe_overrides
 from autopilot.study import Study
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,19 @@ def sync(study: Study) -> list[dict]:
             entry = build_entry(study, run, verdict)
             record(study, run, entry, history, verdict["reason"])
             history.append(entry)
+    return history
+
+
+def current_history(study: Study) -> list[dict]:
+    """The ledger as `sync` would leave it, written nowhere: the ledger's lines, then an entry for each finished run
+    it misses (killed between judging and journaling, or a lost line), built from the run's folder. The stages read
+    this; only the record_run step and the start of an invocation write the journal."""
+    history = ledger.read_history(study.paths)
+    known = {e["run_id"] for e in history}
+    for run_id in study.paths.run_ids():
+        run = study.paths.run(run_id)
+        if run_id not in known and run.verdict.exists():
+            history.append(build_entry(study, run, fsio.read_json(run.verdict)))
     return history
 
 
@@ -120,16 +133,16 @@ def fallback_counts_line(counts: dict | None) -> str:
 
 
 def labbook_header(study: Study) -> str:
-    m = study.config["metric"]
+    m = study.settings.metric
     return (f"# Lab journal: {study.name}\n\n"
-            f"Goal: {m['goal']} `{m['name']}`. Task: `{study.config['task']}`. "
+            f"Goal: {m.goal} `{m.name}`. Task: `{study.settings.task}`. "
             f"Search space: {', '.join(study.search_space)}.\n"
             f"Each section is one finished run; its files are in runs/{study.name}/<run>/.\n")
 
 
 def generation_heading(study: Study, e: dict, previous: dict | None) -> str:
     """A heading when this entry opens a generation, in a study that makes several runs per generation."""
-    if study.config["generation_size"] == 1:
+    if study.settings.generation_size == 1:
         return ""
     generation = ledger.generation_of(e)
     if previous is not None and ledger.generation_of(previous) == generation:
@@ -149,7 +162,7 @@ def promotion_note(e: dict, best: dict | None) -> str:
 def labbook_section(study: Study, e: dict, reason: str, best: dict | None = None) -> str:
     """The run's section of labbook.md: entry `e` and the judge's `reason` for its verdict."""
     name = study.metric_name
-    level = "##" if study.config["generation_size"] == 1 else "###"  # under its generation's heading
+    level = "##" if study.settings.generation_size == 1 else "###"  # under its generation's heading
     lines = [f"\n{level} Run {e['run_id']}: {e['verdict']}\n"]
     lines.append(f"- policy: `{e['policy']}`; changes: {describe_overrides(e['overrides'])}")
     if e["fallback_from"]:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from autopilot.settings import Judge
+
 log = logging.getLogger(__name__)
 
 
@@ -176,17 +178,17 @@ def needs_confirmation(first_value: float, incumbent_values: list[float], maximi
     return first_value > mean if maximize else first_value < mean
 
 
-def extra_seeds_for(overrides: dict, judge_cfg: dict) -> tuple[int, bool]:
+def extra_seeds_for(overrides: dict, settings: Judge) -> tuple[int, bool]:
     """How many confirmation seeds a candidate gets, and whether Welch's test applies."""
-    noisy = any(k in judge_cfg["noise_keys"] for k in overrides)
-    return (judge_cfg["max_confirm_seeds"] if noisy else judge_cfg["confirm_seeds"]), noisy
+    noisy = any(k in settings.noise_keys for k in overrides)
+    return (settings.max_confirm_seeds if noisy else settings.confirm_seeds), noisy
 
 
 def decide(
     cand: list[SeedResult],
     inc: list[SeedResult],
     noise_groups: list[list[float]],
-    judge_cfg: dict,
+    settings: Judge,
     maximize: bool,
     welch: bool,
     bootstrap_seed: int,
@@ -197,7 +199,7 @@ def decide(
     cand_v = [sign * s.value for s in cand]
     inc_v = [sign * s.value for s in inc]
     noise_v = [[sign * v for v in g] for g in noise_groups]
-    alpha = judge_cfg["alpha"]
+    alpha = settings.alpha
     boot = None
     if all(s.per_example is not None for s in cand + inc) and cand and inc:
         c_ex = np.mean([s.per_example for s in cand], axis=0)
@@ -205,11 +207,11 @@ def decide(
         if c_ex.shape == i_ex.shape:
             # per-example scores have their own direction (a loss per example for an accuracy metric...)
             ex_max = maximize if example_maximize is None else example_maximize
-            iv = paired_bootstrap(c_ex, i_ex, judge_cfg["confidence"], judge_cfg["bootstrap_samples"],
+            iv = paired_bootstrap(c_ex, i_ex, settings.confidence, settings.bootstrap_samples,
                                   bootstrap_seed, ex_max)
             boot = {"low": iv.low, "high": iv.high, "oriented": True, "example_maximize": ex_max,
-                    "confidence": judge_cfg["confidence"],
-                    "samples": judge_cfg["bootstrap_samples"], "n_examples": int(c_ex.shape[0]),
+                    "confidence": settings.confidence,
+                    "samples": settings.bootstrap_samples, "n_examples": int(c_ex.shape[0]),
                     "method": "paired bootstrap over seed-averaged per-example scores"}
     test = seed_test(cand_v, inc_v, noise_v, alpha, welch)
     if test["name"] != "none":

@@ -1,17 +1,19 @@
 """Judge a trained run against the best run before it, and write verdict.json.
 
 The statistics live in `autopilot.judge.stats`; this module gathers the seeds from disk and records the result.
-The incumbent comes from the ledger (history.jsonl), which `record.sync` brings up to date first: the best
-run before the run's generation, so the runs of a generation are judged alike, in whatever order they finish.
+The incumbent comes from the ledger (history.jsonl, and any judged run it misses: `record.current_history`): the
+best run before the run's generation, so the runs of a generation are judged alike, in whatever order they finish.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from autopilot import fsio, guard, ledger, schemas
+from autopilot import fsio, ledger, schemas
+from autopilot.clock import now_iso
 from autopilot.journal import record
 from autopilot.judge import stats
+from autopilot.paths import RunPaths
 from autopilot.study import Study
 
 NOT_JUDGED = {  # trainer status -> verdict and reason: these runs are not compared with anything
@@ -20,11 +22,20 @@ NOT_JUDGED = {  # trainer status -> verdict and reason: these runs are not compa
 }
 
 
+def seed_results(run: RunPaths) -> list[stats.SeedResult]:
+    """Completed seeds of a run with their metric and per-example scores."""
+    results = []
+    for s in ledger.successful_seeds(run):
+        pe = s.get("per_example")
+        results.append(stats.SeedResult(float(s["metric"]["value"]), None if not pe else np.asarray(pe["values"])))
+    return results
+
+
 def judge_run(study: Study, run_id: str) -> dict:
     run = study.paths.run(run_id)
-    history = ledger.before_generation(record.sync(study), ledger.run_generation(run))
+    history = ledger.before_generation(record.current_history(study), ledger.run_generation(run))
     first = fsio.read_json(run.summary)
-    cand = ledger.seed_results(run)
+    cand = seed_results(run)
     best = ledger.best_entry(history)
     base = {
         "run_id": run_id,
@@ -40,7 +51,7 @@ def judge_run(study: Study, run_id: str) -> dict:
         "bootstrap": None,
         "noise_floor": None,
         "promoted": False,
-        "judged_at": guard.now_iso(),
+        "judged_at": now_iso(),
     }
     if first["status"] in NOT_JUDGED:
         name, reason = NOT_JUDGED[first["status"]]
@@ -62,14 +73,14 @@ def judge_run(study: Study, run_id: str) -> dict:
 def compare(study, run_id, run, cand, best, history, base) -> dict:
     config = fsio.read_json(run.config)
     inc_run = study.paths.run(best["run_id"])
-    inc = ledger.seed_results(inc_run)
+    inc = seed_results(inc_run)
     if not inc:  # the incumbent's folder was pruned: judge on its recorded seed values alone
         inc = [stats.SeedResult(v, None) for v in best["seed_values"]]
     groups = ledger.noise_groups(history, exclude={best["run_id"], run_id})
-    _, welch = stats.extra_seeds_for(config["overrides"], study.config["judge"])
+    _, welch = stats.extra_seeds_for(config["overrides"], study.settings.judge)
     goal = ledger.example_goal(run)
-    result = stats.decide(cand, inc, groups, study.config["judge"], study.maximize, welch,
-                          bootstrap_seed=ledger.derive_seed(study.config["seed"], run_id, 7),
+    result = stats.decide(cand, inc, groups, study.settings.judge, study.maximize, welch,
+                          bootstrap_seed=ledger.derive_seed(study.settings.seed, run_id, 7),
                           example_maximize=None if goal is None else goal == "maximize")
     sd, df = stats.pooled_noise([[s.value for s in cand], [s.value for s in inc], *groups])
     v = result["verdict"]

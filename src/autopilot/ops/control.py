@@ -8,7 +8,7 @@
     runs/<study>/paused.json the study paused itself (too many failures; reason also in labbook.md) unless
                              it has `resumed_at`
 
-The trainer polls control/ at every step (autopilot.train.contract); the loop reads it in guard.halt_reason before
+The trainer polls control/ at every step (autopilot.train.contract); the loop reads it in holds.halt_reason before
 every run, and the daemon between invocations. `autopilot resume` removes every hold: pause, both stops and
 the study's own pause. Each function returns the sentence the CLI prints: what will happen, and when.
 
@@ -19,18 +19,19 @@ Usage:
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from pathlib import Path
 
-from autopilot import fsio
+from autopilot import fsio, holds
+from autopilot.clock import now_iso
+from autopilot.enums import ACTIVE_PHASES
+from autopilot.journal import record
 from autopilot.paths import Project, StudyPaths
 from autopilot.study import Study
 
 log = logging.getLogger(__name__)
 
-ACTIVE_PHASES = ("train", "paused", "evaluate")  # phases of status.json while a trainer is alive
 STALE_AFTER_SECONDS = 120.0  # no heartbeat for this long while a trainer should be alive: it is hung or gone
 HOLDS = ("pause", "stop", "stop-after-run")  # what `resume` removes (a pending skip is not a hold)
 
@@ -65,7 +66,7 @@ def _touch(path: Path) -> bool:
     """Create a control file; False if it was there already."""
     if path.exists():
         return False
-    fsio.atomic_write_text(path, f"{_now_iso()}\n")
+    fsio.atomic_write_text(path, f"{now_iso()}\n")
     return True
 
 
@@ -121,44 +122,30 @@ def skip(project: Project) -> str:
 
 
 # --- the study's own pause ------------------------------------------------------------------------------
+def pause_on_failure_spike(study: Study, history: list[dict]) -> str | None:
+    """Pause the study if its failure rate spiked since its last such pause; return the reason, or None."""
+    reason = holds.new_failure_spike(study, history)
+    if reason:
+        pause_study(study, reason, by="the failure-rate check", last_run=history[-1]["run_id"])
+    return reason
+
+
 def pause_study(study: Study, reason: str, by: str, last_run: str | None) -> None:
     """Pause a study with a reason: runs/<study>/paused.json and a section in labbook.md.
 
     The file stays after `resume` (with `resumed_at`) so that the runs up to `last_run` are not counted
     again by the check that paused it.
     """
-    from autopilot.journal import record
-
-    at = _now_iso()
+    at = now_iso()
     fsio.atomic_write_json(study.paths.paused,
                            {"reason": reason, "by": by, "at": at, "last_run": last_run, "resumed_at": None})
     record.note(study, f"Paused by {by}", f"{reason}\n\nNo new run starts until `autopilot resume` ({at}).")
     log.warning("study %s paused: %s", study.name, reason)
 
 
-def study_pause(study: StudyPaths) -> dict | None:
-    """runs/<study>/paused.json, or None (a damaged file reads as a pause without details)."""
-    if not study.paused.exists():
-        return None
-    try:
-        return fsio.read_json(study.paused)
-    except Exception:
-        return {"reason": f"{study.paused} is damaged", "last_run": None, "resumed_at": None}
-
-
-def study_pause_reason(study: StudyPaths) -> str | None:
-    """Why the study paused itself, or None when it did not (or was resumed since)."""
-    pause = study_pause(study)
-    return None if pause is None or pause.get("resumed_at") else pause["reason"]
-
-
 def _resume_study(study: StudyPaths) -> bool:
-    pause = study_pause(study)
+    pause = holds.study_pause(study)
     if pause is None or pause.get("resumed_at"):
         return False
-    fsio.atomic_write_json(study.paused, {**pause, "resumed_at": _now_iso()})
+    fsio.atomic_write_json(study.paused, {**pause, "resumed_at": now_iso()})
     return True
-
-
-def _now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -26,7 +26,9 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from autopilot import fsio, guard, ledger
+from autopilot import fsio, holds, ledger
+from autopilot.clock import now_iso
+from autopilot.ops import control
 from autopilot.paths import Project
 from autopilot.study import Study
 
@@ -75,7 +77,7 @@ def single_instance(project: Project, what: str) -> Iterator[str | None]:
         if left_by:
             log.info("the previous holder of %s ended without cleaning up: %s", project.instance_lock, left_by)
         fsio.atomic_write_json(project.instance_pid, {
-            "pid": os.getpid(), "what": what, "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+            "pid": os.getpid(), "what": what, "since": now_iso()})
         yield None
     finally:
         project.instance_pid.unlink(missing_ok=True)
@@ -153,15 +155,13 @@ def stamp(log_file, text: str) -> None:
 
 def run_once(project: Project, invocation: Invocation) -> tuple[int, str]:
     """`autopilot cron`: (exit status, what happened). 0 when another instance runs or there is nothing to do."""
-    from autopilot.ops import daemon  # the failure-rate pause is the daemon's stop condition, honoured here too
-
     with single_instance(project, "autopilot cron") as other:
         if other:
             return 0, f"another instance is running: {other}; nothing to do"
         study = invocation.study(project)
         history = ledger.read_history(study.paths)
-        daemon.pause_on_failure_spike(study, history)
-        halted = guard.halt_reason(study, history) or running_snakemake(project)
+        control.pause_on_failure_spike(study, history)  # the daemon's stop condition, honoured here too
+        halted = holds.halt_reason(study, history) or running_snakemake(project)
         if halted:
             return 0, f"nothing to do: {halted}"
         path = dated_log(study, "cron")

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from autopilot import fsio, guard, ledger
+from autopilot import fsio, holds, ledger, settings
 from autopilot.errors import AutopilotError
 from autopilot.ops import control, cron
 from autopilot.paths import Project
@@ -53,29 +53,6 @@ def plateau(history: list[dict], k: int) -> str | None:
     best = ledger.best_entry(history)
     held = f"run {best['run_id']} is still the best" if best else "no run has succeeded"
     return f"plateau: none of the last {k} runs improved ({held}; daemon.plateau_runs={k})"
-
-
-def failure_spike(history: list[dict], settings: dict, after_run: str | None = None) -> str | None:
-    """Why the failure rate is too high (more than F failed of the last W runs after `after_run`), or None."""
-    window, most = settings["failure_window"], settings["max_failures"]
-    recent = [e for e in history if after_run is None or e["run_id"] > after_run][-window:]
-    failed = [e for e in recent if e["verdict"] == "failed"]
-    if len(failed) <= most:
-        return None
-    last_error = ((failed[-1].get("error") or "").strip().splitlines() or ["no error text"])[-1][:200]
-    return (f"{len(failed)} of the last {len(recent)} runs failed (runs {', '.join(e['run_id'] for e in failed)}; "
-            f"daemon.max_failures={most} in daemon.failure_window={window}); last error: {last_error}")
-
-
-def pause_on_failure_spike(study: Study, history: list[dict]) -> str | None:
-    """Pause the study if its failure rate spiked since its last such pause; return the reason, or None."""
-    if control.study_pause_reason(study.paths):
-        return None
-    earlier = control.study_pause(study.paths)
-    reason = failure_spike(history, study.config["daemon"], earlier and earlier.get("last_run"))
-    if reason:
-        control.pause_study(study, reason, by="the failure-rate check", last_run=history[-1]["run_id"])
-    return reason
 
 
 def wall_budget(started: float, now: float, limit: float | None) -> str | None:
@@ -103,7 +80,7 @@ class Daemon:
         self.stop_requested = False  # SIGTERM: now
         self.failed_in_a_row = 0
         self.invocations = 0
-        self.settings: dict = {}
+        self.settings: settings.Daemon | None = None
 
     # Signal handlers only set flags: the loop acts on them between and during invocations.
     def on_sigint(self, signum, frame) -> None:
@@ -139,16 +116,16 @@ class Daemon:
         if self.stop_requested or self.finish_requested:
             return Pass(exit="SIGTERM: stopped now" if self.stop_requested else "SIGINT: stopped after the run")
         study = self.invocation.study(self.project)
-        self.settings = study.config["daemon"]
+        self.settings = study.settings.daemon
         history = ledger.read_history(study.paths)
-        pause_on_failure_spike(study, history)
-        held = guard.halt_reason(study, history)
+        control.pause_on_failure_spike(study, history)
+        held = holds.halt_reason(study, history)
         busy = cron.running_snakemake(self.project)  # someone started Snakemake by hand: let it finish
         if (held and self.may_wait(study)) or (busy and not held):
             self.write_state("waiting", note=held or busy)
-            return Pass(wait=self.settings["poll_seconds"])
-        reason = (held or plateau(history, self.settings["plateau_runs"])
-                  or wall_budget(self.started, now, self.settings["max_wall_seconds"]))
+            return Pass(wait=self.settings.poll_seconds)
+        reason = (held or plateau(history, self.settings.plateau_runs)
+                  or wall_budget(self.started, now, self.settings.max_wall_seconds))
         if reason:
             return Pass(exit=reason)
         return self.after_invocation(self.invoke(study))
@@ -157,7 +134,7 @@ class Daemon:
         """True when the loop is held by a pause (a person resumes it), not by a stop or a spent budget."""
         if any(self.project.control_file(s).exists() for s in ("stop", "stop-after-run")):
             return False
-        return self.project.control_file("pause").exists() or control.study_pause_reason(study.paths) is not None
+        return self.project.control_file("pause").exists() or holds.study_pause_reason(study.paths) is not None
 
     def after_invocation(self, code: int) -> Pass:
         if code == 0 or self.stop_requested:
@@ -167,14 +144,14 @@ class Daemon:
         if self.failed_in_a_row >= MAX_FAILED_INVOCATIONS:
             return Pass(exit=f"the workflow failed {self.failed_in_a_row} times in a row (last exit status {code}); "
                              f"see runs/<study>/logs/daemon-*.log")
-        return Pass(wait=self.settings["poll_seconds"])
+        return Pass(wait=self.settings.poll_seconds)
 
     def invoke(self, study: Study) -> int:
         """Run Snakemake once for one generation, in its own session so that Ctrl-C at a terminal reaches only us."""
         self.invocations += 1
         path = cron.dated_log(study, "daemon")
         with path.open("ab") as out:
-            argv = self.invocation.argv("--config", f"iterations={study.config['generation_size']}")
+            argv = self.invocation.argv("--config", f"iterations={study.settings.generation_size}")
             cron.stamp(out, f"autopilot daemon (pid {os.getpid()}), invocation {self.invocations}: {' '.join(argv)}")
             cleared = cron.clear_stale_lock(self.project, self.invocation, out)
             if cleared:
@@ -208,8 +185,8 @@ class Daemon:
         fsio.atomic_write_json(self.project.daemon_state, {
             "pid": os.getpid(), "state": state, "note": note, "stop_reason": stop_reason,
             "started": self.started, "updated": time.time(), "invocations": self.invocations,
-            "poll_seconds": self.settings.get("poll_seconds"),
-            "max_wall_seconds": self.settings.get("max_wall_seconds"),
+            "poll_seconds": self.settings and self.settings.poll_seconds,
+            "max_wall_seconds": self.settings and self.settings.max_wall_seconds,
         })
 
 

@@ -38,8 +38,8 @@ def page() -> str:
 
 
 def history_data(study: Study) -> dict:
-    runs = report.run_points(ledger.read_history(study.paths), study.config["judge"]["confidence"])
-    return {"metric": study.metric_name, "goal": study.config["metric"]["goal"], "runs": runs[-MAX_RUNS:]}
+    runs = report.run_points(ledger.read_history(study.paths), study.settings.judge.confidence)
+    return {"metric": study.metric_name, "goal": study.settings.metric.goal, "runs": runs[-MAX_RUNS:]}
 
 
 def curve_data(study: Study) -> dict:

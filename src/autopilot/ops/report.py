@@ -26,9 +26,9 @@ from importlib import resources
 from pathlib import Path
 
 from autopilot import fsio, ledger
+from autopilot.formatting import delta_text, describe_overrides
 from autopilot.judge import stats
 from autopilot.paths import RunPaths
-from autopilot.propose.policies import describe_overrides
 from autopilot.study import Study
 
 RECENT_CURVES = 8  # learning curves drawn in the report
@@ -96,8 +96,8 @@ def report_data(study: Study, history: list[dict]) -> dict:
     return {
         "study": study.name,
         "metric": study.metric_name,
-        "goal": study.config["metric"]["goal"],
-        "runs": run_points(history, study.config["judge"]["confidence"]),
+        "goal": study.settings.metric.goal,
+        "runs": run_points(history, study.settings.judge.confidence),
         "curves": recent_curves(study, history),
         "verdicts": dict(Counter(e["verdict"] for e in history)),
         "policies": dict(Counter(e["policy"] for e in history)),
@@ -153,9 +153,7 @@ def runs_table(history: list[dict], points: list[dict], metric: str) -> str:
             "<th>rationale</th></tr>")
     rows = []
     for e, p in zip(reversed(history), reversed(points)):
-        iv = e.get("interval") or {}
-        delta = "-" if e.get("delta") is None else (
-            f"{e['delta']:+.4f} [{num(iv.get('low'), '+.4f')}, {num(iv.get('high'), '+.4f')}] vs {e['compared_to']}")
+        delta = delta_text(e) or "-"
         policy = esc(e["policy"]) + (f' <span class="muted" title="{esc(e["fallback_from"])}">(fallback)</span>'
                                      if e.get("fallback_from") else "")
         rows.append(
@@ -172,7 +170,7 @@ def body(study: Study, data: dict, history: list[dict]) -> str:
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     return "\n".join([
         f"<h1>autopilot report: study <span id='study'>{esc(study.name)}</span></h1>",
-        f"<p class='muted'>{esc(data['goal'])} <b>{esc(data['metric'])}</b> · task {esc(study.config['task'])} · "
+        f"<p class='muted'>{esc(data['goal'])} <b>{esc(data['metric'])}</b> · task {esc(study.settings.task)} · "
         f"{len(history)} finished runs · generated {now} from runs/{esc(study.name)}/history.jsonl</p>",
         cards(data, history),
         "<h2>Metric per run</h2>",

@@ -8,27 +8,17 @@ from rich.console import Console
 from rich.table import Table
 
 from autopilot import ledger
-from autopilot.journal import record
-from autopilot.propose.policies import describe_overrides
+from autopilot.formatting import VERDICT_STYLE, delta_text, describe_overrides, metric_text
 from autopilot.study import Study
-
-VERDICT_STYLE = {"improved": "green", "baseline": "cyan", "regressed": "red", "failed": "red",
-                 "inconclusive": "yellow", "stopped": "magenta", "skipped": "magenta"}
 
 
 def metric_cell(e: dict) -> str:
-    if e["value"] is None:
-        return "-"
-    text = f"{e['value']:.4f}"
-    if len(e["seed_values"]) > 1:
-        text += f" ({len(e['seed_values'])} seeds)"
-    if e["interval"]:
-        text += f"  Δ {e['delta']:+.4f} [{e['interval']['low']:+.4f}, {e['interval']['high']:+.4f}]"
-    return text
+    delta = delta_text(e, against=False)
+    return metric_text(e) + (f"  Δ {delta}" if delta and e["value"] is not None else "")
 
 
 def print_results(study: Study, as_json: bool = False, last: int = 0) -> None:
-    history = record.sync(study) if study.paths.dir.exists() else []
+    history = ledger.read_history(study.paths)
     rows = history[-last:] if last else history
     console = Console()
     if as_json:
@@ -36,10 +26,10 @@ def print_results(study: Study, as_json: bool = False, last: int = 0) -> None:
             console.print_json(json.dumps(e)) if console.is_terminal else print(json.dumps(e))
         return
     best = ledger.best_entry(history)
-    table = Table(title=f"study {study.name}: {study.config['metric']['goal']} {study.metric_name}")
+    table = Table(title=f"study {study.name}: {study.settings.metric.goal} {study.metric_name}")
     # runs that trained side by side share a generation, and were judged against the best before it
     generations = [ledger.generation_of(e) for e in history]
-    by_generation = study.config["generation_size"] > 1 or len(set(generations)) < len(generations)
+    by_generation = study.settings.generation_size > 1 or len(set(generations)) < len(generations)
     columns = ("run", "gen") if by_generation else ("run",)
     for col in (*columns, "policy", "changes", f"{study.metric_name}  (Δ vs best, interval)", "verdict"):
         table.add_column(col, overflow="fold")

@@ -11,7 +11,6 @@ Usage:
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import time
 from collections import Counter
@@ -20,19 +19,16 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from autopilot import fsio, guard, ledger
+from autopilot import fsio, holds, ledger
+from autopilot.clock import iso
+from autopilot.enums import ACTIVE_PHASES
+from autopilot.formatting import VERDICT_STYLE
 from autopilot.ingest import queue
 from autopilot.ops import control
 from autopilot.paths import CONTROL_SIGNALS, Project
 from autopilot.study import Study
 
 LAST_VERDICTS = 5
-VERDICT_STYLE = {"improved": "green", "baseline": "cyan", "regressed": "red", "failed": "red",
-                 "inconclusive": "yellow", "stopped": "magenta", "skipped": "magenta"}
-
-
-def iso(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="seconds")
 
 
 def snapshot(study: Study, now: float | None = None) -> dict:
@@ -44,9 +40,9 @@ def snapshot(study: Study, now: float | None = None) -> dict:
         "study": study.name,
         "time": iso(now),
         "live": live(project, now),
-        "halted": guard.halt_reason(study, history),
+        "halted": holds.halt_reason(study, history),
         "control": {name: project.control_file(name).exists() for name in CONTROL_SIGNALS},
-        "study_paused": control.study_pause_reason(study.paths),
+        "study_paused": holds.study_pause_reason(study.paths),
         "queue": queue.counts(project),
         "best": best(study, history),
         "last_verdicts": [verdict_row(e) for e in history[-LAST_VERDICTS:][::-1]],
@@ -64,7 +60,7 @@ def live(project: Project, now: float) -> dict:
     status = control.read_status(project) or {}
     beat = status.get("heartbeat")
     age = None if beat is None else round(now - float(beat), 1)
-    active = status.get("phase") in control.ACTIVE_PHASES
+    active = status.get("phase") in ACTIVE_PHASES
     return {**status, "heartbeat_age": age, "active": active,
             "stale": bool(active and age is not None and age > control.STALE_AFTER_SECONDS)}
 
@@ -74,7 +70,7 @@ def best(study: Study, history: list[dict]) -> dict | None:
     if entry is None:
         return None
     return {"run_id": entry["run_id"], "value": entry["value"], "seeds": len(entry["seed_values"]),
-            "metric": study.metric_name, "goal": study.config["metric"]["goal"]}
+            "metric": study.metric_name, "goal": study.settings.metric.goal}
 
 
 def verdict_row(e: dict) -> dict:
@@ -88,7 +84,7 @@ def unfinished(study: Study, history: list[dict]) -> list[str]:
 
 
 def budget_left(study: Study, history: list[dict]) -> dict:
-    state = guard.budget_state(study, history)
+    state = holds.budget_state(study, history)
     return {**state, "runs_left": max(0, state["max_runs"] - state["runs_used"]),
             "seconds_left": round(max(0.0, state["max_total_seconds"] - state["seconds_used"]), 1)}
 

@@ -24,16 +24,20 @@ from __future__ import annotations
 import logging
 from functools import partial
 
-from autopilot import fsio, guard, ledger, schemas
+from autopilot import fsio, guard, holds, ledger, schemas
+from autopilot.clock import now_iso
+from autopilot.enums import CUT_SHORT
 from autopilot.errors import ProposalError
+from autopilot.formatting import describe_overrides
+from autopilot.ingest import claims
 from autopilot.journal import record
+from autopilot.ledger import Slot
 from autopilot.paths import generation_run_id
 from autopilot.propose import mentor, workpad
 from autopilot.propose.llm import LLMFailure
 from autopilot.propose.llm.audit import Audit
-from autopilot.propose.policies import Context, describe_overrides, point_of, same_point
+from autopilot.propose.policies import Context, point_of, same_point
 from autopilot.study import Study
-from autopilot.workflow import plan
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +71,7 @@ def policy_function(name: str, audit: Audit | None = None):
 
 
 def baseline_proposal(ctx: Context) -> dict:
-    noise = ctx.study.config["judge"]["noise_seeds"]
+    noise = ctx.study.settings.judge.noise_seeds
     return {
         "overrides": {},
         "rationale": (f"First successful run of the study: train the baseline exactly as configured, with {noise} "
@@ -87,7 +91,7 @@ def complete(raw: dict, run_id: str, policy: str) -> dict:
         "housekeeping": raw.get("housekeeping", EMPTY_HOUSEKEEPING),
         "mentor": raw.get("mentor"),
         "fallback_from": None,
-        "created_at": guard.now_iso(),
+        "created_at": now_iso(),
     }
 
 
@@ -108,13 +112,17 @@ def first_policy(ctx: Context) -> str:
         return "baseline"
     if ctx.index == 0 and ctx.study.paths.next_config.exists():
         return "manual"
-    return policy_label(ctx, ctx.study.config["policy"])
+    return policy_label(ctx, ctx.study.settings.policy)
 
 
-def propose_run(study: Study, run_id: str) -> dict:
+def propose_run(study: Study, run_id: str, slot: Slot | None = None) -> dict:
+    """Write the run's proposal.json; `slot` is the run's generation and place (the workflow's plan passes them),
+    else the one its proposal recorded, else a generation of its own after the history."""
     run = study.paths.run(run_id)
-    history = record.sync(study)
-    proposal, rejected = decide(study, run_id, history, Audit.for_run(study, run_id))
+    history = record.current_history(study)
+    proposal, rejected = decide(study, run_id, history, Audit.for_run(study, run_id), slot)
+    if study.settings.data.source == "queue":  # the run's dataset is the head of the queue, claimed now
+        claims.claim_for_run(study.project, run)
     if rejected is not None:
         fsio.atomic_write_json(run.rejected_proposal, rejected)
     fsio.atomic_write_json(run.proposal, proposal)
@@ -124,17 +132,18 @@ def propose_run(study: Study, run_id: str) -> dict:
     return proposal
 
 
-def preview_run(study: Study, run_id: str) -> tuple[dict, list[dict]]:
+def preview_run(study: Study, run_id: str, slot: Slot | None = None) -> tuple[dict, list[dict]]:
     """What propose_run would decide and the LLM exchanges that took, writing nothing (propose --dry-run)."""
     audit = Audit()
-    proposal, _ = decide(study, run_id, ledger.read_history(study.paths), audit)
+    proposal, _ = decide(study, run_id, record.current_history(study), audit, slot)
     return proposal, audit.exchanges
 
 
-def decide(study: Study, run_id: str, history: list[dict], audit: Audit) -> tuple[dict, dict | None]:
+def decide(study: Study, run_id: str, history: list[dict], audit: Audit,
+           slot: Slot | None = None) -> tuple[dict, dict | None]:
     """The run's final proposal, and the first policy's if the guard rejected it."""
-    guard.ensure_may_run(study, history)
-    slot = plan.slot_for(study, run_id)
+    holds.ensure_may_run(study, history)
+    slot = slot or ledger.slot_of(study.paths.run(run_id), history)
     earlier = ledger.before_generation(history, slot.generation)
     ctx = Context(study, run_id, earlier, ledger.best_entry(earlier), slot.index,
                   generation_siblings(study, run_id, slot.index))
@@ -148,11 +157,10 @@ def decide(study: Study, run_id: str, history: list[dict], audit: Audit) -> tupl
     rejected = None
     if violations:
         reason = "; ".join(v["message"] for v in violations)
-        log.warning("run %s: %s proposal rejected (%s); falling back to %s",
-                    run_id, policy, reason, study.config["fallback_policy"])
+        fallback = study.settings.fallback_policy
+        log.warning("run %s: %s proposal rejected (%s); falling back to %s", run_id, policy, reason, fallback)
         if proposal is not None:
             rejected = {**proposal, "violations": violations}
-        fallback = study.config["fallback_policy"]
         proposal, second = attempt(ctx, fallback)
         if second:
             raise ProposalError(f"run {run_id}: {policy} was rejected ({reason}) and the fallback {fallback} too: "
@@ -161,9 +169,6 @@ def decide(study: Study, run_id: str, history: list[dict], audit: Audit) -> tupl
     proposal.update(generation=slot.generation, generation_index=slot.index)
     schemas.validate(proposal, "proposal")
     return proposal, rejected
-
-
-CUT_SHORT = ("stopped", "skipped")  # ended by a person: training the same point again is no waste
 
 
 def generation_siblings(study: Study, run_id: str, index: int) -> tuple[dict, ...]:
@@ -179,7 +184,7 @@ def generation_siblings(study: Study, run_id: str, index: int) -> tuple[dict, ..
 
 def duplicates(ctx: Context, proposal: dict) -> list[dict]:
     """An LLM proposal of a point already trained, or proposed for this generation, wastes a run: rejected."""
-    space, baseline = ctx.study.search_space, ctx.study.config["baseline"]
+    space, baseline = ctx.study.search_space, ctx.study.settings.baseline
     point = point_of(proposal["overrides"], baseline, space)
     for e in ctx.history:
         if e["status"] not in CUT_SHORT and e["params"] and same_point(point, e["params"]):

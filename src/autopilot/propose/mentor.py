@@ -33,8 +33,8 @@ def is_llm_policy(policy: str) -> bool:
 
 def trigger(ctx: Context) -> str | None:
     """Why a review is due for this run, or None."""
-    cfg = ctx.study.config["mentor"]
-    every, stuck = cfg["every_n_runs"], cfg["when_stuck_after"]
+    cfg = ctx.study.settings.mentor
+    every, stuck = cfg.every_n_runs, cfg.when_stuck_after
     if every and run_number(ctx.run_id) % every == 0:
         return "every run" if every == 1 else f"every {every} runs"
     recent = ctx.history[-stuck:] if stuck else []

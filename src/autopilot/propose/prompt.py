@@ -22,9 +22,10 @@ import string
 from collections import Counter
 from importlib import resources
 
+from autopilot.formatting import delta_text, describe_overrides, metric_text
 from autopilot.propose import workpad
 from autopilot.propose.llm import LLMFailure
-from autopilot.propose.policies import Context, describe_overrides
+from autopilot.propose.policies import Context
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +48,19 @@ def mentor_prompt(ctx: Context, proposal: dict, optimizer: str = "") -> str:
 
 
 def fit(ctx: Context, role: str, extra: dict) -> str:
-    cfg = ctx.study.config["llm"]
+    cfg = ctx.study.settings.llm
     template = load_template(ctx, role)
-    for shown, notes in shrink_steps(cfg["recent_runs"]):
+    for shown, notes in shrink_steps(cfg.recent_runs):
         text = render(template, {**sections(ctx, shown, notes), **extra})
-        if len(text) <= cfg["max_prompt_chars"]:
+        if len(text) <= cfg.max_prompt_chars:
             return text
     log.warning("the %s prompt is %d characters, over llm.max_prompt_chars=%d even with old runs summarized "
-                "and notes cut; sending it as it is", role, len(text), cfg["max_prompt_chars"])
+                "and notes cut; sending it as it is", role, len(text), cfg.max_prompt_chars)
     return text
 
 
 def load_template(ctx: Context, role: str) -> string.Template:
-    own = ctx.study.config["llm" if role == "worker" else "mentor"]["template"]
+    own = (ctx.study.settings.llm if role == "worker" else ctx.study.settings.mentor).template
     if own is None:
         return string.Template((resources.files("autopilot") / "templates" / f"{role}.md").read_text("utf-8"))
     path = ctx.study.project.root / own
@@ -120,25 +121,11 @@ def search_space_table(space: dict, baseline: dict) -> str:
     return "\n".join(rows)
 
 
-def metric_cell(e: dict) -> str:
-    if e["value"] is None:
-        return "-"
-    seeds = len(e["seed_values"])
-    return f"{e['value']:.4f}" + (f" ({seeds} seeds)" if seeds > 1 else "")
-
-
-def interval_cell(e: dict) -> str:
-    if not e.get("interval") or e.get("delta") is None:
-        return "-"
-    iv = e["interval"]
-    return f"{e['delta']:+.4f} [{iv['low']:+.4f}, {iv['high']:+.4f}] vs {e['compared_to']}"
-
-
 def run_row(e: dict, best: dict | None) -> str:
     star = " (best)" if best is not None and e["run_id"] == best["run_id"] else ""
     policy = e["policy"] + (" (fallback)" if e.get("fallback_from") else "")
-    return (f"| {e['run_id']}{star} | {policy} | {describe_overrides(e['overrides'])} | {metric_cell(e)} | "
-            f"{interval_cell(e)} | {e['verdict']} | {e['status']} |")
+    return (f"| {e['run_id']}{star} | {policy} | {describe_overrides(e['overrides'])} | {metric_text(e)} | "
+            f"{delta_text(e) or '-'} | {e['verdict']} | {e['status']} |")
 
 
 def runs_table(ctx: Context, shown: int | None) -> str:

@@ -1,4 +1,4 @@
-"""Data of the causal-LM task: dataset records to token ids with a loss mask, batches, packing, the queue.
+"""Data of the causal-LM task: dataset records to token ids with a loss mask, batches, packing.
 
 A record becomes an `Example`: token ids, and labels that are the ids where the model learns and IGNORE
 elsewhere. How each spec is read:
@@ -12,9 +12,7 @@ A tokenizer without a chat template gets DEFAULT_CHAT_TEMPLATE (Zephyr's layout:
 EOS). Assistant tokens are found by character offsets in the rendered text, so any template works whose
 rendering contains each assistant message's content verbatim.
 
-With `data.source: queue` the guard claims the head of the queue for a run (`claim_for_run`) and the runner
-releases it when the run's seeds are done (`release_after_run`): to queue/done/ when the run completed,
-back to its queue otherwise.
+With `data.source: queue` a run trains on the dataset it claimed from the queue (`autopilot.ingest.claims`).
 
 Usage:
     records = read_records(path)
@@ -31,10 +29,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from autopilot import fsio
-from autopilot.errors import LoopHalted, TrainerError
-from autopilot.ingest import queue
-from autopilot.paths import Project
+from autopilot.errors import TrainerError
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +40,6 @@ DEFAULT_CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
 PROBE = [{"role": "user", "content": "PING"}, {"role": "assistant", "content": "PONG"}]
-CLAIM_FILE = "data_claim.json"  # in the run folder: the queue entry the guard claimed for the run
 
 
 @dataclass(frozen=True)
@@ -244,46 +238,3 @@ def files_hash(*paths: Path) -> str:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
     return h.hexdigest()
-
-
-# ---------------------------------------------------------------- data.source: queue
-
-def claim_for_run(project: Project, data: dict, run_dir: Path) -> dict:
-    """The run's `data` with the head of the queue as its training file, claimed into queue/processing/.
-
-    The claim is recorded in <run>/data_claim.json first thing after the move, and a run that has one
-    keeps it: a guard that runs again for the same run never claims a second file. An empty queue halts
-    the loop (nothing to train on) until a file is ingested.
-    """
-    record = Path(run_dir) / CLAIM_FILE
-    if record.exists():
-        claim = fsio.read_json(record)
-    else:
-        entry = queue.claim_next(project)
-        if entry is None:
-            raise LoopHalted("data.source is `queue` and the queue is empty: drop a dataset into inbox/")
-        report = fsio.read_json(queue.companion(entry, queue.REPORT_SUFFIX))
-        claim = {"entry": str(entry.relative_to(project.root)), "spec": report["spec"],
-                 "priority": report["priority"], "sha256": report["sha256"]}
-        fsio.atomic_write_json(record, claim)
-    return {**data, "train_file": claim["entry"], "train_spec": claim["spec"]}
-
-
-def release_after_run(project: Project, run_dir: Path, summaries: list[dict]) -> Path | None:
-    """Move the run's claimed entry to queue/done/ if its first seed completed, else back to its queue.
-
-    Called when the run's seeds are done. A run whose training the loop will still resume (interrupted)
-    must not call this: its entry stays in processing/. Returns the entry's new path (None: no claim).
-    """
-    record = Path(run_dir) / CLAIM_FILE
-    if not record.exists():
-        return None
-    claim = fsio.read_json(record)
-    if claim.get("released"):
-        return project.root / claim["released"]
-    entry = project.root / claim["entry"]
-    trained = bool(summaries) and summaries[0]["status"] == "completed"
-    moved = queue.finish(project, entry) if trained else queue.requeue(project, entry)
-    log.info("%s: %s -> %s", run_dir, entry.name, moved.parent.name)
-    fsio.atomic_write_json(record, {**claim, "released": str(moved.relative_to(project.root))})
-    return moved

@@ -18,21 +18,23 @@ import copy
 import logging
 
 from autopilot import fsio, ledger
+from autopilot.enums import RunStatus
+from autopilot.ingest import claims
 from autopilot.journal import record
 from autopilot.judge import stats
 from autopilot.paths import RunPaths
 from autopilot.study import Study
-from autopilot.train import gpus, lm_data, supervisor
+from autopilot.train import gpus, supervisor
 
 log = logging.getLogger(__name__)
 
-FINAL_STATUSES = ("completed", "failed", "timeout", "oom", "stopped", "skipped")
+FINAL_STATUSES = frozenset(RunStatus)
 
 
 def seed_config(config: dict, study: Study, seed_run: RunPaths, k: int) -> dict:
     """The guarded config with another seed and folder: nothing else may differ between seeds."""
     out = copy.deepcopy(config)
-    out["seed"] = ledger.derive_seed(study.config["seed"], config["run_id"], k)
+    out["seed"] = ledger.derive_seed(study.settings.seed, config["run_id"], k)
     out["seed_index"] = k
     out["paths"]["run_dir"] = str(seed_run.dir.relative_to(study.project.root))
     return out
@@ -48,9 +50,9 @@ def train_seed(study: Study, run: RunPaths, config: dict, k: int) -> dict:
     if k > 0:
         config = seed_config(config, study, seed_run, k)
         fsio.atomic_write_json(seed_run.config, config)
-    argv = supervisor.trainer_argv(config, study.config, seed_run, study.project.root)
+    argv = supervisor.trainer_argv(config, study.settings, seed_run, study.project.root)
     log.info("run %s seed %d: %s", run.id, k, " ".join(argv))
-    return supervisor.run_trainer(argv, seed_run, config, study.project.root, study.config["budget"]["max_retries"])
+    return supervisor.run_trainer(argv, seed_run, config, study.project.root, study.settings.budget.max_retries)
 
 
 def planned_extra_seeds(study: Study, config: dict, first: dict, history: list[dict]) -> int:
@@ -59,10 +61,10 @@ def planned_extra_seeds(study: Study, config: dict, first: dict, history: list[d
         return 0
     best = ledger.best_entry(history)
     if best is None:
-        return study.config["judge"]["noise_seeds"]
+        return study.settings.judge.noise_seeds
     if not stats.needs_confirmation(first["metric"]["value"], best["seed_values"], study.maximize):
         return 0
-    extra, _ = stats.extra_seeds_for(config["overrides"], study.config["judge"])
+    extra, _ = stats.extra_seeds_for(config["overrides"], study.settings.judge)
     return extra
 
 
@@ -72,15 +74,15 @@ def train_run(study: Study, run_id: str) -> list[dict]:
         summaries = train_seeds(study, run_id)
     # data.source: queue - the run's claimed dataset goes to queue/done/, or back to its queue if the run did
     # not complete; an interrupted `autopilot train` never gets here, so the entry waits in processing/
-    lm_data.release_after_run(study.project, study.paths.run(run_id).dir, summaries)
+    claims.release_after_run(study.project, study.paths.run(run_id), summaries)
     return summaries
 
 
 def train_seeds(study: Study, run_id: str) -> list[dict]:
     run = study.paths.run(run_id)
     config = fsio.read_json(run.config)
-    # the incumbent as the judge will see it: the ledger brought up to date with the run folders first
-    history = ledger.before_generation(record.sync(study), ledger.run_generation(run))
+    # the incumbent as the judge will see it: the ledger, and any judged run it misses
+    history = ledger.before_generation(record.current_history(study), ledger.run_generation(run))
     first = train_seed(study, run, config, 0)
     summaries = [first]
     for k in range(1, planned_extra_seeds(study, config, first, history) + 1):

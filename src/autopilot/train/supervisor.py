@@ -26,9 +26,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from autopilot import fsio, schemas
+from autopilot.enums import ACTIVE_PHASES
 from autopilot.errors import TrainerError
-from autopilot.ops import control
 from autopilot.paths import RunPaths
+from autopilot.settings import StudySettings
 from autopilot.train import manifest
 from autopilot.warm.trainers import UNKNOWN_EXIT
 
@@ -58,12 +59,12 @@ def builtin_task(argv: list[str]) -> str | None:
     return None
 
 
-def trainer_argv(config: dict, study_config: dict, run: RunPaths, root: Path) -> list[str]:
+def trainer_argv(config: dict, settings: StudySettings, run: RunPaths, root: Path) -> list[str]:
     """argv of the trainer: a built-in task module, or the study's command with placeholders filled."""
     config_path = str(run.config.relative_to(root))
     run_dir = str(run.dir.relative_to(root))
     if config["task"] == "command":
-        command = study_config["trainer"]["command"]
+        command = settings.trainer.command
         return [a.replace("{config}", config_path).replace("{run_dir}", run_dir) for a in command]
     return [sys.executable, "-m", f"{TASKS_PACKAGE}{config['task']}", config_path, run_dir]
 
@@ -128,7 +129,7 @@ def mark_ended(config: dict, root: Path, phase: str) -> None:
     except Exception:  # no status yet, or not readable: nothing claims the trainer is alive
         return
     if (status.get("run"), status.get("seed_index")) == (config["run_id"], config["seed_index"]) \
-            and status.get("phase") in control.ACTIVE_PHASES:
+            and status.get("phase") in ACTIVE_PHASES:
         fsio.atomic_write_json(path, {**status, "phase": phase, "heartbeat": time.time()})
 
 

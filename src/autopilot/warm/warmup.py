@@ -42,7 +42,7 @@ def start(study: Study) -> list[str]:
     if not protocol.listening(commands.socket_path(env)):
         console.start_server(env)
         started.append("command server")
-    task = study.config["task"]
+    task = study.settings.task
     if task != "command" and not protocol.listening(trainers.socket_path(study.project.root, task, env)):
         trainers.start_pool(task, study.project.root, env)
         started.append(f"{task} trainer pool")

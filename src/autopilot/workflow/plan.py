@@ -12,7 +12,8 @@ alone (every other run is judged against it), and the last one of an invocation 
 `iterations` (a count of runs) is not a multiple of the size.
 
 The main Snakemake process makes the plan and exports it in AUTOPILOT_PLAN; job processes (a cluster job
-parses the Snakefile again, later, when more runs are finished) and the propose command read it from there.
+parses the Snakefile again, later, when more runs are finished) take it from there. The propose rule passes each
+run's generation and place to `autopilot propose` as parameters.
 
 Usage:
     plan = plan_runs(study, 8)
@@ -27,8 +28,9 @@ import logging
 import os
 from dataclasses import dataclass
 
-from autopilot import guard, ledger
+from autopilot import holds, ledger
 from autopilot.errors import AutopilotError
+from autopilot.ledger import Slot
 from autopilot.paths import format_run_id, run_number
 from autopilot.study import Study
 
@@ -36,12 +38,6 @@ log = logging.getLogger(__name__)
 
 NO_RUN_REGEX = "(?!x)x"  # a wildcard constraint that matches nothing
 ENV_VAR = "AUTOPILOT_PLAN"
-
-
-@dataclass(frozen=True)
-class Slot:
-    generation: int
-    index: int  # position of the run in its generation: which of the generation's proposals it takes
 
 
 @dataclass(frozen=True)
@@ -89,14 +85,6 @@ class Plan:
         return cls.from_json(text)
 
 
-def recorded_slot(study: Study, run_id: str) -> Slot | None:
-    """The generation an unfinished run's proposal.json records, if it got that far."""
-    proposal = ledger.read_path(study.paths.run(run_id).proposal) or {}
-    if proposal.get("generation") is None:
-        return None
-    return Slot(proposal["generation"], proposal.get("generation_index", 0))
-
-
 def generation_gaps(slots: dict[str, Slot], finished: set[str]) -> dict[str, Slot]:
     """Places of a generation, up to its last recorded one, whose run was never proposed (the invocation was
     killed first: with several jobs at once, place 2 may be proposed before place 0). They keep their
@@ -128,12 +116,12 @@ def plan_runs(study: Study, iterations: int) -> Plan:
     finished = {i for i in ids if study.paths.run(i).is_finished()}
     unfinished = [i for i in ids if i not in finished]
     history = ledger.read_history(study.paths)
-    halted = guard.halt_reason(study, history)
+    halted = holds.halt_reason(study, history)
     if halted or iterations <= 0:
         return Plan(study.name, [], {}, halted)
-    room = study.config["budget"]["max_runs"] - len(finished)
+    room = study.settings.budget.max_runs - len(finished)
     n = min(iterations, room)
-    recorded_slots = {r: s for r in unfinished if (s := recorded_slot(study, r)) is not None}
+    recorded_slots = {r: s for r in unfinished if (s := ledger.recorded_slot(study.paths.run(r))) is not None}
     gaps = generation_gaps(recorded_slots, finished)
     resumed = sorted(set(unfinished) | set(gaps))[:n]
     next_number = run_number(ids[-1]) + 1 if ids else 1
@@ -143,7 +131,7 @@ def plan_runs(study: Study, iterations: int) -> Plan:
     recorded = sorted({s.generation for s in slots.values()})
     groups = [[r for r in resumed if r in slots and slots[r].generation == g] for g in recorded]
     fresh = [r for r in resumed if r not in slots] + new
-    size = study.config["generation_size"]
+    size = study.settings.generation_size
     first_size = 1 if ledger.best_entry(history) is None and not slots else size  # the baseline trains alone
     last = max([ledger.generation_of(e) for e in history] + [s.generation for s in slots.values()], default=0)
     for g, group in enumerate(chunk(fresh, first_size, size), start=last + 1):
@@ -151,18 +139,3 @@ def plan_runs(study: Study, iterations: int) -> Plan:
         slots.update({r: Slot(g, i) for i, r in enumerate(group)})
     short = None if n == iterations else f"run budget: only {n} of {iterations} runs fit in budget.max_runs"
     return Plan(study.name, groups, slots, short)
-
-
-def slot_for(study: Study, run_id: str) -> Slot:
-    """A run's generation: from the invocation's plan, else as its proposal recorded it, else a generation of
-    its own after the history (a run proposed by hand, outside the workflow)."""
-    text = os.environ.get(ENV_VAR)
-    if text:
-        plan = Plan.from_json(text)
-        if plan.study == study.name and run_id in plan.slots:
-            return plan.slot(run_id)
-    recorded = recorded_slot(study, run_id)
-    if recorded is not None:
-        return recorded
-    history = ledger.read_history(study.paths)
-    return Slot(max((ledger.generation_of(e) for e in history), default=0) + 1, 0)

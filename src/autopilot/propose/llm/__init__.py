@@ -34,8 +34,8 @@ class LLMFailure(LLMError):
 
 
 @dataclass(frozen=True)
-class Settings:
-    """The study's `llm` block with the AUTOPILOT_LLM_* environment overrides applied."""
+class Endpoint:
+    """Where and how to ask: the study's `llm` block with the AUTOPILOT_LLM_* environment overrides applied."""
 
     backend: str
     base_url: str
@@ -59,13 +59,13 @@ class Settings:
         return key
 
 
-def settings_for(study: Study) -> Settings:
-    cfg = study.config["llm"]
-    chosen = {name: os.environ.get(var) or cfg[name] for name, var in ENV_OVERRIDES.items()}
-    return Settings(backend=cfg["backend"], base_url=chosen["base_url"].rstrip("/"), model=chosen["model"],
-                    api_key_env=chosen["api_key_env"], command=cfg["command"], temperature=cfg["temperature"],
-                    max_tokens=cfg["max_tokens"], timeout=cfg["timeout_seconds"], retries=cfg["retries"],
-                    backoff=cfg["backoff_seconds"])
+def settings_for(study: Study) -> Endpoint:
+    cfg = study.settings.llm
+    chosen = {name: os.environ.get(var) or getattr(cfg, name) for name, var in ENV_OVERRIDES.items()}
+    return Endpoint(backend=cfg.backend, base_url=chosen["base_url"].rstrip("/"), model=chosen["model"],
+                    api_key_env=chosen["api_key_env"], command=None if cfg.command is None else list(cfg.command),
+                    temperature=cfg.temperature, max_tokens=cfg.max_tokens, timeout=cfg.timeout_seconds,
+                    retries=cfg.retries, backoff=cfg.backoff_seconds)
 
 
 @dataclass
@@ -79,7 +79,7 @@ def redact(text: str, secret: str | None) -> str:
     return text.replace(secret, "[redacted]") if secret else text
 
 
-def ask(settings: Settings, prompt: str, schema: dict, audit: Audit) -> Reply:
+def ask(settings: Endpoint, prompt: str, schema: dict, audit: Audit) -> Reply:
     """The raw reply of the configured backend."""
     from autopilot.propose.llm import client, command
 
@@ -88,7 +88,7 @@ def ask(settings: Settings, prompt: str, schema: dict, audit: Audit) -> Reply:
     return client.chat(settings, prompt, schema, audit)
 
 
-def exchange(settings: Settings, role: str, prompt: str, send_schema: dict, check_schema: dict,
+def exchange(settings: Endpoint, role: str, prompt: str, send_schema: dict, check_schema: dict,
              audit: Audit) -> dict:
     """Ask, save prompt, response and meta under the role's name, and return the answer checked against
     `check_schema`; LLMFailure (saved too) when any step fails."""

@@ -20,7 +20,7 @@ import time
 
 import requests
 
-from autopilot.propose.llm import LLMFailure, Reply, Settings, negotiate, redact
+from autopilot.propose.llm import Endpoint, LLMFailure, Reply, negotiate, redact
 from autopilot.propose.llm.audit import Audit
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class FormatRejected(Exception):
     """The server does not take this response_format; the next form is tried."""
 
 
-def chat(settings: Settings, prompt: str, schema: dict, audit: Audit) -> Reply:
+def chat(settings: Endpoint, prompt: str, schema: dict, audit: Audit) -> Reply:
     key = settings.api_key()
     meta = {"backend": "openai", "model": settings.model, "base_url": settings.base_url, "response_format": None,
             "latency_seconds": None, "prompt_tokens": None, "completion_tokens": None, "attempts": 0, "errors": []}
@@ -53,7 +53,7 @@ def chat(settings: Settings, prompt: str, schema: dict, audit: Audit) -> Reply:
     raise AssertionError("unreachable: the last form (none) is never rejected as a format")
 
 
-def request_body(settings: Settings, prompt: str, schema: dict, form: str) -> dict:
+def request_body(settings: Endpoint, prompt: str, schema: dict, form: str) -> dict:
     body = {"model": settings.model, "messages": [{"role": "user", "content": prompt}],
             "temperature": settings.temperature, "max_tokens": settings.max_tokens}
     fmt = negotiate.response_format(form, schema)
@@ -62,7 +62,7 @@ def request_body(settings: Settings, prompt: str, schema: dict, form: str) -> di
     return body
 
 
-def post(settings: Settings, body: dict, key: str | None, meta: dict) -> requests.Response:
+def post(settings: Endpoint, body: dict, key: str | None, meta: dict) -> requests.Response:
     """The server's 2xx response, after retries; FormatRejected or LLMFailure otherwise."""
     url = f"{settings.base_url}/chat/completions"
     headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -90,7 +90,7 @@ def post(settings: Settings, body: dict, key: str | None, meta: dict) -> request
     raise LLMFailure(f"gave up after {meta['attempts']} attempt(s): {failure}", failure.kind, meta)
 
 
-def http_failure(settings: Settings, url: str, body: dict, resp: requests.Response, key: str | None,
+def http_failure(settings: Endpoint, url: str, body: dict, resp: requests.Response, key: str | None,
                  meta: dict) -> tuple[LLMFailure, bool, float | None]:
     """The failure of a non-2xx response, whether to retry it, and the server's Retry-After if any;
     FormatRejected when a 4xx names the response format."""

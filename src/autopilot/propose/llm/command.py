@@ -16,12 +16,12 @@ import signal
 import subprocess
 import time
 
-from autopilot.propose.llm import LLMFailure, Reply, Settings
+from autopilot.propose.llm import Endpoint, LLMFailure, Reply
 
 STDERR_CHARS = 600  # of stderr kept in a failure message
 
 
-def run(settings: Settings, prompt: str) -> Reply:
+def run(settings: Endpoint, prompt: str) -> Reply:
     if not settings.command:
         raise LLMFailure("llm.backend is `command` but llm.command is not set (e.g. [claude, -p])", "config")
     argv = list(settings.command)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import re
 
-from autopilot import fsio, guard, ledger
+from autopilot import fsio, ledger
+from autopilot.clock import now_iso
 from autopilot.errors import AutopilotError
 from autopilot.propose.llm.audit import Audit
 
@@ -63,6 +64,6 @@ def remember(audit: Audit, endpoint: str, form: str) -> None:
     cache = remembered(audit)
     if audit.cache_file is None or cache.get(endpoint, {}).get("response_format") == form:
         return
-    cache[endpoint] = {"response_format": form, "updated_at": guard.now_iso()}
+    cache[endpoint] = {"response_format": form, "updated_at": now_iso()}
     fsio.atomic_write_json(audit.cache_file, cache)
     log.info("%s takes response_format %s; remembered in %s", endpoint, form, audit.cache_file)

@@ -49,12 +49,6 @@ def describe_overrides(overrides: dict) -> str:
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in overrides.items())
 
 
-def proposes_with_llm(study_config: dict) -> bool:
-    """The study's policy asks an LLM (for some runs at least): its proposals of a generation are made one after
-    another, each seeing the ones before it."""
-    return study_config["policy"] in ("llm", "hybrid")
-
-
 def point_of(overrides: dict, baseline: dict, space: dict) -> dict:
     """The full point of the search space a run trains: the baseline with the overrides applied."""
     merged = {**baseline, **overrides}

@@ -33,7 +33,7 @@ def label(ctx: Context) -> str:
 def optimizer_view(ctx: Context) -> str:
     """The prompt section that shows the LLM what TPE knows and would do next."""
     point, n_done = optimizer.ask(ctx, "tpe")
-    suggestion = changed_from_baseline(point, ctx.study.config["baseline"])
+    suggestion = changed_from_baseline(point, ctx.study.settings.baseline)
     return (f"\n## The optimizer's view (TPE)\n"
             f"This study is run by TPE (Optuna's TPESampler), which proposes most runs; you propose a share of them. "
             f"TPE has modelled {n_done} finished run(s); {ctx.describe_best()}.\n"
@@ -47,7 +47,7 @@ def propose_llm_turn(ctx: Context, audit: Audit) -> dict:
 
 def propose_tpe_turn(ctx: Context) -> dict:
     proposal = optimizer.propose_tpe(ctx)
-    share = ctx.study.config["llm"]["hybrid_share"]
+    share = ctx.study.settings.llm.hybrid_share
     turn = f"Hybrid policy, TPE's turn (the LLM proposes {share:.0%} of runs). "
     proposal["rationale"] = turn + proposal["rationale"]
     return proposal

@@ -18,7 +18,7 @@ from autopilot.propose.policies import Context
 
 def label(study) -> str:
     """The proposal's policy string, e.g. `llm:openai`."""
-    return f"llm:{study.config['llm']['backend']}"
+    return f"llm:{study.settings.llm.backend}"
 
 
 def propose_llm(ctx: Context, audit: Audit, optimizer: str = "") -> dict:

@@ -84,8 +84,8 @@ def ask(ctx: Context, sampler_name: str) -> dict:
 
 def propose_tpe(ctx: Context) -> dict:
     point, n_done = ask(ctx, "tpe")
-    overrides = changed_from_baseline(point, ctx.study.config["baseline"])
-    n_startup = ctx.study.config["tpe"]["n_startup_trials"]
+    overrides = changed_from_baseline(point, ctx.study.settings.baseline)
+    n_startup = ctx.study.settings.tpe.n_startup_trials
     mode = "random start-up point" if n_done < n_startup else "TPE's most promising point by expected improvement"
     if ctx.index:
         mode += f" given the {ctx.index} point(s) proposed before it in this generation (constant liar)"
@@ -101,7 +101,7 @@ def propose_tpe(ctx: Context) -> dict:
 
 def propose_random(ctx: Context) -> dict:
     point, n_done = ask(ctx, "random")
-    overrides = changed_from_baseline(point, ctx.study.config["baseline"])
+    overrides = changed_from_baseline(point, ctx.study.settings.baseline)
     return {
         "overrides": overrides,
         "rationale": (f"Random search: a point drawn uniformly (log-uniformly for log ranges) from the search space, "

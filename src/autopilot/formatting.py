@@ -1,0 +1,31 @@
+"""How a run's changes and result read, the same in the results table, the labbook, the report and the prompt."""
+
+from __future__ import annotations
+
+VERDICT_STYLE = {"improved": "green", "baseline": "cyan", "regressed": "red", "failed": "red",
+                 "inconclusive": "yellow", "stopped": "magenta", "skipped": "magenta"}  # rich styles of verdicts
+
+
+def describe_overrides(overrides: dict) -> str:
+    """`lr=0.003, width=32`, or that nothing changed."""
+    if not overrides:
+        return "no change from the baseline"
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in overrides.items())
+
+
+def metric_text(entry: dict, sep: str = " ") -> str:
+    """A ledger entry's metric: `0.9712 (3 seeds)`, `-` when it has none."""
+    if entry["value"] is None:
+        return "-"
+    seeds = len(entry["seed_values"])
+    return f"{entry['value']:.4f}" + (f"{sep}({seeds} seeds)" if seeds > 1 else "")
+
+
+def delta_text(entry: dict, against: bool = True) -> str:
+    """`+0.0123 [+0.0040, +0.0206] vs 00003`: the difference from the incumbent and its interval; `` when judged
+    against nothing."""
+    iv = entry.get("interval")
+    if not iv or entry.get("delta") is None:
+        return ""
+    low, high = (f"{iv[k]:+.4f}" if iv.get(k) is not None else "-" for k in ("low", "high"))
+    return f"{entry['delta']:+.4f} [{low}, {high}]" + (f" vs {entry['compared_to']}" if against else "")

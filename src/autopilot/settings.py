@@ -1,0 +1,195 @@
+"""The study's settings, parsed once into small frozen dataclasses that the stages take.
+
+`schemas/config.schema.yaml` stays the one source of every key's meaning and default: a config is validated and
+given its defaults there (`autopilot.study.check_config`) before it is parsed here, so no default is written in
+Python. Each dataclass holds exactly the keys of its block (tests/test_settings.py compares the two), lists become
+tuples, and nothing here reads a file.
+
+Usage:
+    settings = StudySettings.parse(config)      # config: validated, defaults filled
+    settings.judge.alpha, settings.budget.max_runs, settings.metric.maximize
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from dataclasses import dataclass
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+class Block:
+    """A block of the config (`judge:`, `budget:`...): built from its mapping, which the schema closed and filled."""
+
+    @classmethod
+    def parse(cls, block: dict | None):
+        return cls(**{k: _frozen(v) for k, v in (block or {}).items()})
+
+
+@dataclass(frozen=True)
+class Metric(Block):
+    name: str
+    goal: Literal["maximize", "minimize"]
+
+    @property
+    def maximize(self) -> bool:
+        return self.goal == "maximize"
+
+
+@dataclass(frozen=True)
+class Tpe(Block):
+    n_startup_trials: int
+    max_history: int
+
+
+@dataclass(frozen=True)
+class LLM(Block):
+    backend: Literal["openai", "command"]
+    base_url: str
+    model: str
+    api_key_env: str | None
+    command: tuple[str, ...] | None
+    temperature: float
+    max_tokens: int
+    timeout_seconds: float
+    retries: int
+    backoff_seconds: float
+    goal: str | None
+    template: str | None
+    max_prompt_chars: int
+    recent_runs: int
+    hybrid_share: float
+
+
+@dataclass(frozen=True)
+class Mentor(Block):
+    every_n_runs: int
+    when_stuck_after: int
+    template: str | None
+
+
+@dataclass(frozen=True)
+class Budget(Block):
+    max_runs: int
+    max_seconds_per_run: float
+    max_total_seconds: float
+    max_retries: int
+
+
+@dataclass(frozen=True)
+class Daemon(Block):
+    poll_seconds: float
+    plateau_runs: int
+    failure_window: int
+    max_failures: int
+    max_wall_seconds: float | None
+
+
+@dataclass(frozen=True)
+class Judge(Block):
+    confidence: float
+    bootstrap_samples: int
+    noise_seeds: int
+    confirm_seeds: int
+    max_confirm_seeds: int
+    noise_keys: tuple[str, ...]
+    alpha: float
+
+
+@dataclass(frozen=True)
+class Data(Block):
+    split_seed: int
+    source: Literal["file", "queue"]
+    train_file: str | None = None  # causal_lm only (the schema requires them there)
+    val_file: str | None = None
+    spec: str | None = None
+
+
+@dataclass(frozen=True)
+class Ingest(Block):
+    default_spec: str | None
+    default_priority: Literal["high", "normal", "low"]
+    level: Literal["quick", "standard", "deep"]
+    settle_seconds: float
+    max_chars: int
+    max_line_bytes: int
+    tokenizer: str | None
+    max_tokens: int | None
+    eval_file: str | None
+
+
+@dataclass(frozen=True)
+class Model(Block):
+    path: str
+
+
+@dataclass(frozen=True)
+class Trainer(Block):
+    command: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Every setting of one study; `baseline` and `search_space` stay mappings (their keys are the study's own)."""
+
+    study: str
+    iterations: int
+    generation_size: int
+    task: Literal["cnn_digits", "causal_lm", "command"]
+    seed: int
+    policy: Literal["tpe", "random", "manual", "llm", "hybrid"]
+    fallback_policy: Literal["tpe", "random"]
+    container_image: str | None
+    metric: Metric
+    baseline: types.MappingProxyType
+    search_space: types.MappingProxyType
+    tpe: Tpe
+    llm: LLM
+    mentor: Mentor
+    budget: Budget
+    daemon: Daemon
+    judge: Judge
+    data: Data
+    ingest: Ingest
+    model: Model | None = None
+    trainer: Trainer | None = None
+
+    @classmethod
+    def parse(cls, config: dict) -> StudySettings:
+        hints = get_type_hints(cls)
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in config:
+                continue
+            block = _block_class(hints[f.name])
+            raw = config[f.name]
+            if block is not None:
+                values[f.name] = block.parse(raw)
+            elif isinstance(raw, dict):
+                values[f.name] = types.MappingProxyType(raw)
+            else:
+                values[f.name] = raw
+        return cls(**values)
+
+    @property
+    def uses_llm(self) -> bool:
+        """The policy asks an LLM for some runs at least (its proposals of a generation go one after another)."""
+        return self.policy in ("llm", "hybrid")
+
+
+def _block_class(hint) -> type[Block] | None:
+    """The Block class of a field's type hint (`Model | None` -> Model), or None for plain values."""
+    candidates = get_args(hint) if get_origin(hint) in (types.UnionType,) else (hint,)
+    for c in candidates:
+        if isinstance(c, type) and issubclass(c, Block):
+            return c
+    return None
+
+
+BLOCKS = {f.name: _block_class(get_type_hints(StudySettings)[f.name]) for f in dataclasses.fields(StudySettings)
+          if _block_class(get_type_hints(StudySettings)[f.name]) is not None}
+"""The config's blocks and their classes: tests compare each class's fields with its schema block."""
