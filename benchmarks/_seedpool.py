@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autopilot import fsio
+from autopilot import fsio, guard
 
 
 def train_seed(hparams: dict, seed: int, root: Path, split_seed: int = 0) -> tuple[float, np.ndarray]:
@@ -21,13 +21,9 @@ def train_seed(hparams: dict, seed: int, root: Path, split_seed: int = 0) -> tup
     from autopilot.train.tasks import cnn_digits
 
     run_dir = Path(tempfile.mkdtemp(dir=root, prefix=f"seed{seed}-"))
-    config = {
-        "run_id": "00001", "study": "bench", "task": "cnn_digits", "seed": seed, "seed_index": 0,
-        "hparams": hparams, "overrides": {}, "metric": {"name": "val_accuracy", "goal": "maximize"},
-        "max_seconds": 3600, "data": {"split_seed": split_seed}, "init_model": None,
-        "paths": {"run_dir": str(run_dir.relative_to(root)), "control_dir": "control",
-                  "status_file": "status/status.json"},
-    }
+    config = guard.config_document("00001", "bench", "cnn_digits", seed=seed, hparams=hparams,
+                                   metric={"name": "val_accuracy", "goal": "maximize"}, max_seconds=3600,
+                                   data={"split_seed": split_seed}, run_dir=str(run_dir.relative_to(root)))
     logging.disable(logging.INFO)
     cnn_digits.train(TrainerRun(config, root=root))
     summary = fsio.read_json(run_dir / "trainer_summary.json")

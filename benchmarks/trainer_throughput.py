@@ -34,7 +34,7 @@ from pathlib import Path
 import click
 import torch
 
-from autopilot import fsio
+from autopilot import fsio, guard
 from autopilot.train import lm_data, lm_tiny
 from autopilot.train.contract import TrainerRun
 from autopilot.train.tasks import causal_lm
@@ -61,12 +61,10 @@ def task_config(size: dict) -> dict:
     hparams = {"finetune": "full", "lr": 1e-4, "warmup_ratio": 0.0, "batch_size": size["batch"],
                "max_length": size["seq"], "packing": True, "max_steps": size["warmup"] + size["steps"],
                "save_every": 10**6}
-    return {"run_id": "00001", "study": "bench", "task": "causal_lm", "seed": 0, "seed_index": 0, "hparams": hparams,
-            "overrides": {}, "metric": {"name": "val_loss", "goal": "minimize"}, "max_seconds": 3600,
-            "data": {"source": "file", "train_file": "data/train.jsonl", "val_file": "data/val.jsonl",
-                     "spec": "chat_sft_v1"},
-            "init_model": "model",
-            "paths": {"run_dir": "runs/bench/00001", "control_dir": "control", "status_file": "status/status.json"}}
+    return guard.config_document("00001", "bench", "causal_lm", seed=0, hparams=hparams,
+                                 metric={"name": "val_loss", "goal": "minimize"}, max_seconds=3600, init_model="model",
+                                 data={"source": "file", "train_file": "data/train.jsonl",
+                                       "val_file": "data/val.jsonl", "spec": "chat_sft_v1"})
 
 
 def time_task(root: Path, size: dict) -> float:

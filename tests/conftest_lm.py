@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from autopilot import fsio
+from autopilot import fsio, guard
 from autopilot.paths import RunPaths
 from autopilot.train import lm_tiny
 
@@ -51,15 +51,10 @@ def write_config(root: Path, hparams: dict | None = None, run_id: str = "00001",
                  max_seconds: float = 300, **data) -> RunPaths:
     run = RunPaths(root / "runs" / "lm" / run_id)
     run.dir.mkdir(parents=True, exist_ok=True)
-    config = {
-        "run_id": run_id, "study": "lm", "task": "causal_lm", "seed": seed, "seed_index": 0,
-        "hparams": {**HP, **(hparams or {})}, "overrides": {},
-        "metric": {"name": metric[0], "goal": metric[1]}, "max_seconds": max_seconds,
-        "data": {"source": "file", "train_file": "data/train.jsonl", "val_file": "data/val.jsonl", "spec": spec,
-                 **data},
-        "init_model": "models/tiny-lm",
-        "paths": {"run_dir": f"runs/lm/{run_id}", "control_dir": "control", "status_file": "status/status.json"},
-    }
+    config = guard.config_document(
+        run_id, "lm", "causal_lm", seed=seed, hparams={**HP, **(hparams or {})},
+        metric={"name": metric[0], "goal": metric[1]}, max_seconds=max_seconds, init_model="models/tiny-lm",
+        data={"source": "file", "train_file": "data/train.jsonl", "val_file": "data/val.jsonl", "spec": spec, **data})
     fsio.atomic_write_json(run.config, config)
     return run
 

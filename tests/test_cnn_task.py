@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from autopilot import fsio
+from autopilot import fsio, guard
 from autopilot.paths import RunPaths
 from autopilot.train import checkpoints, supervisor
 
@@ -31,10 +31,9 @@ HP = {"lr": 0.003, "batch_size": 64, "epochs": 3, "weight_decay": 0.0001, "width
 def write_config(root: Path, hparams: dict, run_id: str = "00001", max_seconds: float = 120) -> RunPaths:
     run = RunPaths(root / "runs" / "s" / run_id)
     run.dir.mkdir(parents=True)
-    config = {"run_id": run_id, "study": "s", "task": "cnn_digits", "seed": 7, "seed_index": 0, "hparams": hparams,
-              "overrides": {}, "metric": {"name": "val_accuracy", "goal": "maximize"}, "max_seconds": max_seconds,
-              "data": {"split_seed": 0}, "init_model": None,
-              "paths": {"run_dir": f"runs/s/{run_id}", "control_dir": "control", "status_file": "status/status.json"}}
+    config = guard.config_document(run_id, "s", "cnn_digits", seed=7, hparams=hparams,
+                                   metric={"name": "val_accuracy", "goal": "maximize"}, max_seconds=max_seconds,
+                                   data={"split_seed": 0})
     fsio.atomic_write_json(run.config, config)
     return run
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from conftest import VENV_BIN, env, snakemake
 from ops_study import SLOW_TRAINER, history, make_slow_project, read_status, training, wait_for
 
-from autopilot import fsio, holds
+from autopilot import fsio, guard, holds
 from autopilot.cli import main
 from autopilot.ops import control
 from autopilot.paths import Project, RunPaths
@@ -90,10 +90,9 @@ def start_trainer(root: Path, steps: int = 400, step_seconds: float = 0.02) -> t
     (root / "slow_trainer.py").write_text(SLOW_TRAINER)
     run = RunPaths(root / "runs" / "s" / "00003")
     run.dir.mkdir(parents=True, exist_ok=True)
-    config = {"run_id": "00003", "study": "s", "task": "command", "seed": 1, "seed_index": 0,
-              "hparams": {"steps": steps, "step_seconds": step_seconds, "quality": 0.7}, "overrides": {},
-              "metric": {"name": "acc", "goal": "maximize"}, "max_seconds": 60, "data": {}, "init_model": None,
-              "paths": {"run_dir": "runs/s/00003", "control_dir": "control", "status_file": "status/status.json"}}
+    config = guard.config_document("00003", "s", "command", seed=1,
+                                   hparams={"steps": steps, "step_seconds": step_seconds, "quality": 0.7},
+                                   metric={"name": "acc", "goal": "maximize"}, max_seconds=60)
     fsio.atomic_write_json(run.config, config)
     out: dict = {}
     argv = [sys.executable, "slow_trainer.py", "runs/s/00003/config.json", "runs/s/00003"]

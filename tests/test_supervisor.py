@@ -14,7 +14,7 @@ import pytest
 from conftest import make_project, snakemake
 from ops_study import history, make_slow_project
 
-from autopilot import fsio, schemas
+from autopilot import fsio, guard, schemas
 from autopilot.journal import record
 from autopilot.paths import Project, RunPaths
 from autopilot.study import Study
@@ -66,10 +66,8 @@ def setup_run(root: Path, max_seconds: float = 60) -> tuple[RunPaths, dict]:
     (root / "trainer.py").write_text(TRAINER)
     run = RunPaths(root / "runs" / "s" / "00001")
     run.dir.mkdir(parents=True)
-    config = {"run_id": "00001", "study": "s", "task": "command", "seed": 7, "seed_index": 0, "hparams": {},
-              "overrides": {}, "metric": {"name": "acc", "goal": "maximize"}, "max_seconds": max_seconds,
-              "data": {}, "init_model": None,
-              "paths": {"run_dir": "runs/s/00001", "control_dir": "control", "status_file": "status/status.json"}}
+    config = guard.config_document("00001", "s", "command", seed=7, hparams={},
+                                   metric={"name": "acc", "goal": "maximize"}, max_seconds=max_seconds)
     fsio.atomic_write_json(run.config, config)
     return run, config
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 from autopilot import fsio, holds, ledger, schemas
 from autopilot.clock import now_iso
 from autopilot.errors import GuardRejected
 from autopilot.ingest import claims
+from autopilot.paths import Project
 from autopilot.study import Study
 
 MIN_RATIONALE_CHARS = 20
@@ -153,26 +155,36 @@ def resolve_data(study: Study, run_id: str) -> dict:
 
 
 def build_config(study: Study, proposal: dict) -> dict:
+    """The config.json of a run whose proposal passed: the baseline with the overrides, its seed, data and paths."""
     run_id = proposal["run_id"]
-    run = study.paths.run(run_id)
-    root = study.project.root
+    overrides = normalize(proposal["overrides"], study.search_space)
+    return config_document(
+        run_id, study.name, study.settings.task, seed=ledger.derive_seed(study.settings.seed, run_id, 0),
+        hparams={**study.settings.baseline, **overrides}, overrides=overrides, metric=dict(study.config["metric"]),
+        max_seconds=study.settings.budget.max_seconds_per_run, data=resolve_data(study, run_id),
+        init_model=study.settings.model.path if study.settings.model else None)  # causal_lm: the model folder
+
+
+def config_document(run_id: str, study: str, task: str, *, seed: int, hparams: dict, metric: dict,
+                    max_seconds: float, overrides: dict | None = None, data: dict | None = None,
+                    init_model: str | None = None, seed_index: int = 0, run_dir: str | None = None) -> dict:
+    """A config.json document (schemas/config_json.schema.yaml), paths relative to the project root. The guard
+    builds every run's from its study; benchmarks and tests that drive a trainer directly build theirs here."""
+    layout = Project(Path("."))
     return {
         "run_id": run_id,
-        "study": study.name,
-        "task": study.settings.task,
-        "seed": ledger.derive_seed(study.settings.seed, run_id, 0),
-        "seed_index": 0,
-        "hparams": {**study.config["baseline"], **normalize(proposal["overrides"], study.search_space)},
-        "overrides": normalize(proposal["overrides"], study.search_space),
-        "metric": dict(study.config["metric"]),
-        "max_seconds": study.settings.budget.max_seconds_per_run,
-        "data": resolve_data(study, run_id),
-        "init_model": study.settings.model.path if study.settings.model else None,  # causal_lm: the model folder
-        "paths": {
-            "run_dir": str(run.dir.relative_to(root)),
-            "control_dir": str(study.project.control.relative_to(root)),
-            "status_file": str(study.project.status.relative_to(root)),
-        },
+        "study": study,
+        "task": task,
+        "seed": seed,
+        "seed_index": seed_index,
+        "hparams": dict(hparams),
+        "overrides": dict(overrides or {}),
+        "metric": dict(metric),
+        "max_seconds": max_seconds,
+        "data": dict(data or {}),
+        "init_model": init_model,
+        "paths": {"run_dir": run_dir or str(layout.study(study).run(run_id).dir), "control_dir": str(layout.control),
+                  "status_file": str(layout.status)},
     }
 
 

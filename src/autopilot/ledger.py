@@ -87,7 +87,7 @@ def seed_summaries(run: RunPaths) -> list[tuple[int, dict]]:
         found.append((0, fsio.read_json(run.summary)))
     if run.seeds_dir.is_dir():
         for d in sorted(run.seeds_dir.iterdir(), key=lambda p: int(p.name.split("-")[-1])):
-            summary = d / "trainer_summary.json"
+            summary = RunPaths(d).summary
             if d.name.startswith("seed-") and summary.exists():
                 found.append((int(d.name.split("-")[-1]), fsio.read_json(summary)))
     return found

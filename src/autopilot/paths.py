@@ -82,6 +82,13 @@ class StudyPaths:
     effective_config = property(lambda self: self.dir / "study.json")
     logs = property(lambda self: self.dir / "logs")
     paused = property(lambda self: self.dir / "paused.json")  # the study paused itself (failure-rate spike)
+    report = property(lambda self: self.dir / "report.html")
+    fallbacks = property(lambda self: self.dir / "fallbacks.json")  # why first proposals were not used, by run
+    journal_lock = property(lambda self: self.dir / ".journal.lock")
+    workpad = property(lambda self: self.dir / "workpad.md")  # the LLM worker's notes to itself
+    shared_todo = property(lambda self: self.dir / "shared_todo.md")  # TODOs of the worker and the mentor
+    mentor_notes = property(lambda self: self.dir / "mentor_notes.md")
+    workpad_lock = property(lambda self: self.dir / ".workpad.lock")
 
     def run(self, run_id: str) -> RunPaths:
         return RunPaths(self.dir / run_id)
@@ -107,6 +114,10 @@ class Project:
     instance_lock = property(lambda self: self.root / "status" / "instance.lock")  # one cron or daemon at a time
     instance_pid = property(lambda self: self.root / "status" / "instance.pid")  # ...and the pid that holds it
     failed = property(lambda self: self.root / "queue" / "failed")
+    retried = property(lambda self: self.root / "queue" / "failed" / "retried")  # reasons of files sent back
+    ingest_lock = property(lambda self: self.root / "queue" / ".ingest.lock")
+    default_config = property(lambda self: self.root / "config" / "config.yaml")  # the embedded default study
+    snakemake_locks = property(lambda self: self.root / ".snakemake" / "locks")
     processing = property(lambda self: self.root / "queue" / "processing")
     done = property(lambda self: self.root / "queue" / "done")
 
@@ -116,9 +127,7 @@ class Project:
         return self.queue / priority
 
     def control_file(self, signal: str) -> Path:
-        if signal not in CONTROL_SIGNALS:
-            raise ValueError(f"control signal must be one of {CONTROL_SIGNALS}, got {signal!r}")
-        return self.control / signal
+        return control_file(self.control, signal)
 
     def study(self, name: str) -> StudyPaths:
         return StudyPaths(self.runs / name)
@@ -131,6 +140,13 @@ class Project:
             if (candidate / "Snakefile").exists() or (candidate / "config" / "config.yaml").exists():
                 return cls(candidate)
         return cls(here)
+
+
+def control_file(control_dir: Path, signal: str) -> Path:
+    """A control file in `control_dir` (a trainer knows the folder from its config.json, not the project)."""
+    if signal not in CONTROL_SIGNALS:
+        raise ValueError(f"control signal must be one of {CONTROL_SIGNALS}, got {signal!r}")
+    return Path(control_dir) / signal
 
 
 def generation_run_id(run_id: str, index: int, place: int) -> str:

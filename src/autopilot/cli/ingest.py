@@ -20,7 +20,7 @@ def load_settings(project: Project, study_name: str | None, level: str | None = 
     """The study's ingest settings; outside a project (no config/config.yaml) the schema's defaults."""
     from autopilot.ingest.checks import Level, Settings
 
-    if study_name is None and not (project.root / "config" / "config.yaml").exists():
+    if study_name is None and not project.default_config.exists():
         settings = Settings.from_config(None, project.root)
     else:
         settings = Settings.from_config(resolve_study(project, study_name).config.get("ingest"), project.root)

@@ -18,7 +18,7 @@ def resolve_study(project: Project, name: str | None):
 
     if name:
         return Study.from_study_dir(project, name)
-    return Study.load(project, project.root / "config" / "config.yaml")
+    return Study.load(project, project.default_config)
 
 run_option = click.option("--run", "run_id", required=True, help="Run id (zero-padded, e.g. 00007).")
 

@@ -355,7 +355,7 @@ def printable(name: str) -> str:
 
 def history(project: Project, source: str) -> list[str]:
     """Reasons of earlier rejections of a file of this name that were retried."""
-    folder = project.failed / "retried"
+    folder = project.retried
     if not folder.is_dir():
         return []
     return sorted(

@@ -214,7 +214,7 @@ def retry(project: Project, name: str) -> Path:
     target = project.inbox / original_name(entry.name)
     sidecar = companion(entry, META_SUFFIX)
     sidecar_target = project.inbox / companion(Path(target.name), META_SUFFIX).name
-    history = project.failed / "retried"
+    history = project.retried
     history.mkdir(parents=True, exist_ok=True)
     with writer_lock(project):
         if os.path.lexists(target):
@@ -244,7 +244,7 @@ def _read(path: Path) -> dict | None:
 def writer_lock(project: Project) -> FileLock:
     """The one lock of inbox and queue writers (ingest, queue add, queue retry); claims need none."""
     project.queue.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(project.queue / ".ingest.lock"))
+    return FileLock(str(project.ingest_lock))
 
 
 def staging(project: Project) -> Path:

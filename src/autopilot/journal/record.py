@@ -32,7 +32,7 @@ def sync(study: Study) -> list[dict]:
     """Bring history.jsonl and labbook.md up to date with the finished runs; return the history."""
     paths = study.paths
     paths.dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(paths.dir / ".journal.lock")):
+    with FileLock(str(paths.journal_lock)):
         history = ledger.read_history(paths)
         known = {e["run_id"] for e in history}
         for run_id in paths.run_ids():
@@ -118,7 +118,7 @@ def fallback_reasons(proposal: dict) -> list[str]:
 def count_fallback(study: Study, run_id: str, proposal: dict) -> dict:
     """Add the run's fallback reasons to runs/<study>/fallbacks.json (keyed by run: journaling again adds
     nothing) and return the counts by reason."""
-    path = study.paths.dir / "fallbacks.json"
+    path = study.paths.fallbacks
     runs = (ledger.read_path(path) or {}).get("runs", {})
     runs[run_id] = fallback_reasons(proposal)
     counts = dict(Counter(reason for reasons in runs.values() for reason in reasons).most_common())
@@ -191,7 +191,7 @@ def labbook_section(study: Study, e: dict, reason: str, best: dict | None = None
 def note(study: Study, title: str, text: str) -> None:
     """Append a section about the study rather than a run (it paused itself, ...) to labbook.md."""
     study.paths.dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(study.paths.dir / ".journal.lock")):
+    with FileLock(str(study.paths.journal_lock)):
         if not study.paths.labbook.exists():
             fsio.append_text(study.paths.labbook, labbook_header(study))
         fsio.append_text(study.paths.labbook, f"\n## {title}\n\n{text}\n")

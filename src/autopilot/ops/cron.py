@@ -52,7 +52,7 @@ class Invocation:
 
     def study(self, project: Project) -> Study:
         """The study Snakemake will run: --configfile's, else config/config.yaml's."""
-        return Study.load(project, self.configfile or project.root / "config" / "config.yaml")
+        return Study.load(project, self.configfile or project.default_config)
 
 
 def env() -> dict[str, str]:
@@ -95,7 +95,7 @@ def holder(project: Project) -> str | None:
 
 # --- stale Snakemake locks -----------------------------------------------------------------------------
 def snakemake_locks(root: Path) -> list[Path]:
-    folder = root / ".snakemake" / "locks"
+    folder = Project(root).snakemake_locks
     return sorted(folder.glob("*.lock")) if folder.is_dir() else []
 
 

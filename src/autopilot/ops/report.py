@@ -209,6 +209,6 @@ def render(study: Study, history: list[dict]) -> str:
 
 def write_report(study: Study, out: Path | None = None) -> Path:
     """Write the report (default runs/<study>/report.html) and return its path."""
-    path = Path(out) if out else study.paths.dir / "report.html"
+    path = Path(out) if out else study.paths.report
     fsio.atomic_write_text(path, render(study, ledger.read_history(study.paths)))
     return path

@@ -31,15 +31,15 @@ TODO_LINE = re.compile(r"^- \[(?P<done>[ x])\] (?P<id>T\d+) (?P<text>.*)$")
 
 
 def workpad_file(study: Study) -> Path:
-    return study.paths.dir / "workpad.md"
+    return study.paths.workpad
 
 
 def todo_file(study: Study) -> Path:
-    return study.paths.dir / "shared_todo.md"
+    return study.paths.shared_todo
 
 
 def mentor_file(study: Study) -> Path:
-    return study.paths.dir / "mentor_notes.md"
+    return study.paths.mentor_notes
 
 
 def one_line(text: str) -> str:
@@ -96,7 +96,7 @@ def record(study: Study, proposal: dict) -> None:
     if not (housekeeping["notes"].strip() or added or housekeeping["resolved_todos"] or review):
         return
     run_id, policy = proposal["run_id"], proposal["policy"]
-    with FileLock(str(study.paths.dir / ".workpad.lock")):
+    with FileLock(str(study.paths.workpad_lock)):
         if housekeeping["notes"].strip():
             append_section(workpad_file(study), f"Run {run_id} ({policy})", housekeeping["notes"])
         if added or housekeeping["resolved_todos"]:

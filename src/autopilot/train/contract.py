@@ -25,7 +25,8 @@ from typing import Any
 
 from autopilot import fsio, schemas
 from autopilot.errors import TrainingDiverged
-from autopilot.train import manifest
+from autopilot.paths import RunPaths, control_file
+from autopilot.train import summary as trainer_summary
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class TrainerRun:
         self.config = config
         self.root = Path(root or Path.cwd())
         self.run_dir = self.root / config["paths"]["run_dir"]
+        self.files = RunPaths(self.run_dir)  # the run folder's files (metrics.jsonl, trainer_summary.json, ...)
         self.control_dir = self.root / config["paths"]["control_dir"]
         self.status_file = self.root / config["paths"]["status_file"]
         self.started = time.monotonic()
@@ -110,7 +112,7 @@ class TrainerRun:
             )
 
     def log_metrics(self, step: int, **values: Any) -> None:
-        fsio.append_jsonl(self.run_dir / "metrics.jsonl", {"step": step, "time": round(self.elapsed(), 3), **values})
+        fsio.append_jsonl(self.files.metrics, {"step": step, "time": round(self.elapsed(), 3), **values})
 
     def heartbeat(self, phase: str, force: bool = False, **extra: Any) -> None:
         now = time.monotonic()
@@ -138,19 +140,20 @@ class TrainerRun:
     def poll_control(self) -> None:
         """Honour control files: wait while paused; note stop/skip and the time budget in `end_reason`."""
         paused_at = None
-        while (self.control_dir / "pause").exists() and not (self.control_dir / "stop").exists():
+        pause, stop, skip = (control_file(self.control_dir, s) for s in ("pause", "stop", "skip"))
+        while pause.exists() and not stop.exists():
             if paused_at is None:
                 paused_at = time.monotonic()
-                log.info("paused by %s", self.control_dir / "pause")
+                log.info("paused by %s", pause)
             self.heartbeat(phase="paused", force=True)
             time.sleep(PAUSE_POLL_SECONDS)
         if paused_at is not None:
             # time spent paused is not training time and does not count against the budget
             self.started += time.monotonic() - paused_at
-        if (self.control_dir / "stop").exists():
+        if stop.exists():
             self.end_reason = "stopped"
-        elif (self.control_dir / "skip").exists():
-            (self.control_dir / "skip").unlink(missing_ok=True)  # a skip applies to the current run only
+        elif skip.exists():
+            skip.unlink(missing_ok=True)  # a skip applies to the current run only
             self.end_reason = "skipped"
         elif self.elapsed() > self.max_seconds:
             self.end_reason = "timeout"
@@ -177,27 +180,11 @@ class TrainerRun:
         """Write trainer_summary.json. Status defaults to `completed`, or to why the loop ended early."""
         if self.train_started is not None and not self.train_seconds:
             self.train_seconds = time.monotonic() - self.train_started
-        goal = self.config["metric"]["goal"]
-        example_name, example_goal = fields.pop("per_example_name", "score"), fields.pop("per_example_goal", goal)
-        summary = {
-            "status": status or self.end_reason or "completed",
-            "metric": {"name": self.config["metric"]["name"], "value": _finite_or_none(metric_value), "goal": goal},
-            "per_example": None
-            if per_example is None
-            else {"name": example_name, "goal": example_goal, "values": [float(v) for v in per_example]},
-            "metrics": {k: _finite_or_none(v) for k, v in (metrics or {}).items()},
-            "seed": self.seed,
-            "steps": int(self.steps),
-            "train_seconds": round(self.train_seconds, 3),
-            "wall_seconds": round(self.elapsed(), 3),
-            "device": self.device,
-            "checkpoint": None,
-            "error": error,
-            "manifest": manifest.build(self.seed, self.device, self.data_hash, self.root),
-            **fields,
-        }
-        schemas.validate(summary, "trainer_summary", what="trainer summary")
-        fsio.atomic_write_json(self.run_dir / "trainer_summary.json", summary)
+        summary = trainer_summary.build(
+            self.config, self.root, status or self.end_reason or "completed", metric_value=metric_value,
+            per_example=per_example, metrics=metrics, steps=self.steps, train_seconds=self.train_seconds,
+            wall_seconds=self.elapsed(), device=self.device, data_hash=self.data_hash, error=error, **fields)
+        trainer_summary.write(self.files, summary)
         self._finished = True
         self.heartbeat(phase="finished", force=True)
         return summary
@@ -216,10 +203,3 @@ class TrainerRun:
             return False
         self.finish(None, status="failed", error=f"{type(exc).__name__}: {exc}")
         return False  # the traceback goes to train.log; the summary says what happened
-
-
-def _finite_or_none(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None

@@ -30,7 +30,7 @@ from autopilot.enums import ACTIVE_PHASES
 from autopilot.errors import TrainerError
 from autopilot.paths import RunPaths
 from autopilot.settings import StudySettings
-from autopilot.train import manifest
+from autopilot.train import summary as trainer_summary
 from autopilot.warm.trainers import UNKNOWN_EXIT
 
 log = logging.getLogger(__name__)
@@ -268,21 +268,8 @@ def log_tail(path: Path, chars: int = LOG_TAIL_CHARS) -> str:
 def write_fallback_summary(run: RunPaths, config: dict, root: Path, status: str, reason: str, wall: float) -> dict:
     """The summary of a trainer that could not write its own."""
     tail = log_tail(run.train_log)
-    summary = {
-        "status": status,
-        "metric": {"name": config["metric"]["name"], "value": None, "goal": config["metric"]["goal"]},
-        "per_example": None,
-        "metrics": {},
-        "seed": config["seed"],
-        "steps": 0,
-        "train_seconds": round(wall, 3),
-        "wall_seconds": round(wall, 3),
-        "device": "unknown",
-        "checkpoint": None,
-        "error": reason + (f"\n--- last lines of train.log ---\n{tail}" if tail else ""),
-        "manifest": manifest.build(config["seed"], "unknown", None, root),
-    }
-    schemas.validate(summary, "trainer_summary")
-    fsio.atomic_write_json(run.summary, summary)
+    summary = trainer_summary.build(config, root, status, train_seconds=wall, wall_seconds=wall,
+                                    error=reason + (f"\n--- last lines of train.log ---\n{tail}" if tail else ""))
+    trainer_summary.write(run, summary)
     log.error("%s: %s", run.dir, reason)
     return summary

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import os
 
-from autopilot import console
 from autopilot.study import Study
-from autopilot.warm import commands, protocol, trainers
+from autopilot.warm import client, commands, protocol, trainers
 
 # What Snakemake's shell() sets to the job's threads (snakemake/shell.py).
 JOB_THREAD_VARS = ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -40,7 +39,7 @@ def start(study: Study) -> list[str]:
     env = job_env()
     started = []
     if not protocol.listening(commands.socket_path(env)):
-        console.start_server(env)
+        client.start_server(env)
         started.append("command server")
     task = study.settings.task
     if task != "command" and not protocol.listening(trainers.socket_path(study.project.root, task, env)):

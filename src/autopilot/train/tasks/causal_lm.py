@@ -263,14 +263,14 @@ def save_checkpoint(run: TrainerRun, s: Setup, cfg: TrainConfig, step: int, metr
     state = {"optimizer": s.opt.state_dict(), "scheduler": s.sched.state_dict(), "rng": checkpoints.rng_state(),
              "step": step, "data_position": step * cfg.grad_accum, "finetune": cfg.finetune,
              "trained_seconds": trained_seconds}
-    ckpt_dir = run.run_dir / "checkpoint"
+    ckpt_dir = run.files.checkpoint
     path = checkpoints.save(ckpt_dir, step, state, metric=metric, write_extra=write_weights)
     checkpoints.prune(ckpt_dir, keep_last=cfg.keep_checkpoints, goal=causal_lm_eval.GOALS[causal_lm_eval.PRIMARY])
     return path
 
 
 def resume_state(run: TrainerRun, cfg: TrainConfig) -> tuple[Path | None, dict | None]:
-    last = checkpoints.latest(run.run_dir / "checkpoint")
+    last = checkpoints.latest(run.files.checkpoint)
     if last is None:
         return None, None
     state = checkpoints.load(last)

@@ -92,7 +92,7 @@ def train(run: TrainerRun) -> None:
     torch.manual_seed(run.seed)
     model = SmallCNN(cfg.width, cfg.dropout)
     opt = make_optimizer(cfg, model.parameters())
-    ckpt_dir = run.run_dir / "checkpoint"
+    ckpt_dir = run.files.checkpoint
     start_epoch, step, trained_seconds, resumed_from = 0, 0, 0.0, None
     last = checkpoints.latest(ckpt_dir)
     if last is not None:
