@@ -1,6 +1,6 @@
 """Does a deep history cost the next iteration anything? Dry-run time with 5,000 finished runs vs 10.
 
-Both studies are synthetic (files that pass every schema, written by benchmarks/_synthetic.py) in
+Both studies are synthetic (files that pass every schema, written by autopilot.journal.synthetic) in
 throw-away copies of the project; the same `snakemake -n --config iterations=1` is timed on each, several
 times, and the medians compared. The job count of the dry run shows the DAG holds only the new run.
 
@@ -23,11 +23,10 @@ from pathlib import Path
 
 import click
 
-sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from _synthetic import write_runs  # noqa: E402
 from conftest import VENV_BIN, env, make_project  # noqa: E402
 
+from autopilot.journal.synthetic import write_runs  # noqa: E402
 from autopilot.paths import Project  # noqa: E402
 from autopilot.study import Study  # noqa: E402
 

@@ -137,15 +137,13 @@ GOOD_ANSWER = {
 
 def llm_study(root, url: str, runs: int = 3, llm: dict | None = None, **config):
     """A study of policy llm pointed at `url`, with `runs` synthetic finished runs (so a best run exists)."""
-    import sys
     from pathlib import Path
 
+    from conftest import FAST_STUDY
+
+    from autopilot.journal.synthetic import write_runs
     from autopilot.paths import Project
     from autopilot.study import Study, check_config
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from _synthetic import write_runs
-    from conftest import FAST_STUDY
 
     cfg = {"study": "s", "task": "cnn_digits", "metric": {"name": "val_accuracy", "goal": "maximize"},
            "baseline": FAST_STUDY["baseline"], "search_space": FAST_STUDY["search_space"], "policy": "llm",

@@ -4,14 +4,15 @@ same history, and every run of a generation is judged against the best run befor
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import FAST_STUDY  # noqa: E402
 
 from autopilot import fsio, guard, ledger
 from autopilot.clock import now_iso
 from autopilot.journal import record
+from autopilot.journal.synthetic import SUMMARY_MANIFEST, write_runs
 from autopilot.judge.verdicts import judge_run
 from autopilot.ledger import Slot
 from autopilot.paths import Project
@@ -19,10 +20,6 @@ from autopilot.propose.decide import propose_run
 from autopilot.study import Study, check_config
 from autopilot.workflow import plan
 from autopilot.workflow.plan import Plan, plan_runs
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from _synthetic import SUMMARY_MANIFEST, write_runs  # noqa: E402
-from conftest import FAST_STUDY  # noqa: E402
 
 
 def make_study(root: Path, **overrides) -> Study:

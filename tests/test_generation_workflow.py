@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,11 +11,9 @@ import pytest
 from conftest import VENV_BIN, env, make_project, snakemake
 
 from autopilot import fsio, ledger
+from autopilot.journal.synthetic import write_runs
 from autopilot.paths import Project
 from autopilot.study import Study
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from _synthetic import write_runs  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -1,21 +1,18 @@
 """Built-in policies: TPE rebuilt from the ledger alone, random, manual, and the fallback."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import FAST_STUDY  # noqa: E402
 
 from autopilot import fsio, ledger
+from autopilot.journal.synthetic import write_runs
 from autopilot.paths import Project
 from autopilot.propose.decide import propose_run
 from autopilot.propose.policies import Context
 from autopilot.propose.policies.optimizer import propose_random, propose_tpe
 from autopilot.study import Study, check_config
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from _synthetic import write_runs  # noqa: E402
-from conftest import FAST_STUDY  # noqa: E402
 
 
 @pytest.fixture

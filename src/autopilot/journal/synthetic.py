@@ -1,4 +1,10 @@
-"""Synthetic finished runs that pass every schema: a deep history without training thousands of models."""
+"""Synthetic finished runs that pass every schema: a deep history without training thousands of models.
+
+For benchmarks of the loop on long histories (benchmarks/deep_history.py) and tests of the planner and the policies.
+
+Usage:
+    write_runs(study, 5000, seed=0)      # runs 00001..05000, finished, with history.jsonl to match
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import json
 import random
 
 from autopilot import fsio, guard, ledger
+from autopilot.journal import record
 from autopilot.paths import format_run_id
 from autopilot.study import Study
 
@@ -45,7 +52,7 @@ def write_runs(study: Study, n: int, seed: int = 0) -> None:
         config = guard.build_config(study, proposal)
         value = round(rng.uniform(0.8, 0.97), 4)
         summary = {"status": "completed", "metric": {"name": study.metric_name, "value": value,
-                   "goal": study.config["metric"]["goal"]}, "per_example": None, "metrics": {},
+                   "goal": study.settings.metric.goal}, "per_example": None, "metrics": {},
                    "seed": config["seed"], "steps": 10, "train_seconds": 1.0, "wall_seconds": 1.5,
                    "device": "cpu", "checkpoint": None, "error": None, "manifest": SUMMARY_MANIFEST}
         verdict_name = "baseline" if i == 1 else rng.choice(["regressed", "inconclusive", "improved"])
@@ -60,8 +67,6 @@ def write_runs(study: Study, n: int, seed: int = 0) -> None:
         for path, doc in ((run.proposal, proposal), (run.config, config), (run.summary, summary),
                           (run.verdict, verdict)):
             path.write_text(json.dumps(doc))
-        from autopilot.journal import record
-
         entry = record.build_entry(study, run, verdict)
         run.entry.write_text(json.dumps(entry))
         history_lines.append(json.dumps(entry))
