@@ -11,6 +11,7 @@ from autopilot.paths import Project
 from autopilot.workflow import hooks
 from autopilot.workflow.plan import ENV_VAR, Plan, plan_runs
 from autopilot.study import Study, check_config
+from autopilot.train import script_check
 
 PROJECT = Project(Path.cwd())
 STUDY = Study(PROJECT, check_config(dict(config), "config (config/config.yaml + --config)"))
@@ -19,6 +20,7 @@ STUDY.freeze()
 # takes the same plan from the environment the main process exported it to.
 if workflow.is_main_process:
     record.sync(STUDY)  # the journal repairs itself once per invocation: runs judged but not journaled by a killed one
+    script_check.check_study(STUDY.settings, PROJECT.root, "config (config/config.yaml + --config)")
     PLAN = plan_runs(STUDY, STUDY.settings.iterations)
     PLAN.export()
 else:

@@ -47,3 +47,7 @@ class TrainingDiverged(TrainerError):
 
 class LLMError(AutopilotError):
     """An LLM backend failed: unreachable, slow, or answered something unusable."""
+
+
+class MissingDependency(ConfigError):
+    """A study or command needs an optional extra that is not installed; the message gives the pip command."""

@@ -58,7 +58,7 @@ def check_config(config: Any, source: str) -> dict:
 
 
 def _check_cross_fields(config: dict, source: str) -> None:
-    if config["task"] == "command" and "trainer" not in config:
+    if config["task"] == "command" and "command" not in config["trainer"]:
         raise ConfigError(f"{source}: task is `command` but no `trainer: {{command: [...]}}` is given")
     for key, space in config["search_space"].items():
         if space["type"] in ("float", "int") and not space["low"] < space["high"]:

@@ -30,6 +30,7 @@ from autopilot.enums import ACTIVE_PHASES
 from autopilot.errors import TrainerError
 from autopilot.paths import RunPaths
 from autopilot.settings import StudySettings
+from autopilot.train import adapter
 from autopilot.train import summary as trainer_summary
 from autopilot.warm.trainers import UNKNOWN_EXIT
 
@@ -60,12 +61,11 @@ def builtin_task(argv: list[str]) -> str | None:
 
 
 def trainer_argv(config: dict, settings: StudySettings, run: RunPaths, root: Path) -> list[str]:
-    """argv of the trainer: a built-in task module, or the study's command with placeholders filled."""
+    """argv of the trainer: a built-in task module, or the study's command (see `autopilot.train.adapter`)."""
     config_path = str(run.config.relative_to(root))
     run_dir = str(run.dir.relative_to(root))
     if config["task"] == "command":
-        command = settings.trainer.command
-        return [a.replace("{config}", config_path).replace("{run_dir}", run_dir) for a in command]
+        return adapter.trainer_argv(settings.trainer, config, config_path, run_dir)
     return [sys.executable, "-m", f"{TASKS_PACKAGE}{config['task']}", config_path, run_dir]
 
 

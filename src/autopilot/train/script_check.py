@@ -1,0 +1,117 @@
+"""Before any run: a study's own trainer is set up consistently, and what it needs is installed.
+
+The workflow calls `check_study` when it parses the Snakefile, so a study that names an unknown placeholder, a
+pattern that captures nothing, or needs an optional extra that is missing fails at once, with the exact
+`pip install` command, instead of as its first failed run. A study whose trainer runs in `container_image`
+is checked for its settings only: what the image holds cannot be seen from here.
+
+Usage:
+    check_study(study.config, project.root, "config/config.yaml")     # raises ConfigError / MissingDependency
+    require("mlflow", "autopilot export mlflow")                       # raises MissingDependency
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path, PurePosixPath
+
+from autopilot.errors import ConfigError, MissingDependency
+from autopilot.train import script_argv, script_metrics
+
+log = logging.getLogger(__name__)
+
+# extra -> (module it provides, requirement); the same pins as the extras of pyproject.toml (tests compare them)
+EXTRAS = {
+    "tensorboard": ("tensorboard", "tensorboard>=2.16"),
+    "hydra": ("hydra", "hydra-core>=1.3"),
+    "mlflow": ("mlflow", "mlflow>=2.16"),
+}
+PYTHON = re.compile(r"^python[0-9.]*$")
+PROBE_SECONDS = 30.0
+
+
+def install_command(extra: str, python: str = sys.executable) -> str:
+    return f"{python} -m pip install '{EXTRAS[extra][1]}'"
+
+
+def require(extra: str, needed_by: str, python: str | None = None) -> None:
+    """MissingDependency unless the extra's module can be imported (by `python`, default this interpreter)."""
+    if not importable(EXTRAS[extra][0], python):
+        raise MissingDependency(
+            f"{needed_by} needs the optional extra `{extra}`, which is not installed"
+            + (f" for {python}" if python else "")
+            + f": run `{install_command(extra, python or sys.executable)}` (or install autopilot with [{extra}])"
+        )
+
+
+def importable(module: str, python: str | None) -> bool:
+    """Whether `python` (None: this interpreter) can import `module`; a python that cannot be asked counts as yes."""
+    if python is None or Path(python).resolve() == Path(sys.executable).resolve():
+        return importlib.util.find_spec(module) is not None
+    probe = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"
+    try:
+        return subprocess.run([python, "-c", probe], capture_output=True, timeout=PROBE_SECONDS).returncode == 0
+    except (OSError, subprocess.TimeoutExpired) as e:
+        log.warning("could not ask %s whether it has %s (%s); not checked", python, module, e)
+        return True
+
+
+def script_python(command: list[str], root: Path) -> str | None:
+    """The Python interpreter that runs the script, when the command starts with one (python, python3.11, a path)."""
+    if not PYTHON.match(Path(command[0]).name):
+        return None
+    if "/" in command[0]:
+        return str(root / command[0])
+    return shutil.which(command[0], path=os.environ.get("PATH"))
+
+
+def check_study(config: dict, root: Path, source: str) -> None:
+    """ConfigError (or MissingDependency) for a `task: command` study whose trainer cannot work as set up."""
+    if config["task"] != "command":
+        return
+    trainer = config["trainer"]
+    script_argv.check_command(trainer, config["baseline"], source)
+    check_metrics_from(trainer["metrics_from"], config["metric"]["name"], source)
+    if config.get("container_image"):
+        return
+    if trainer["metrics_from"]["source"] == "tensorboard":
+        require("tensorboard", f"{source}: trainer.metrics_from.source: tensorboard")
+    if trainer["args"] == "hydra":
+        python = script_python(trainer["command"], root)
+        if python is None:
+            log.info("trainer.command does not start with python: not checking that it can import hydra")
+        else:
+            require("hydra", f"{source}: trainer.args: hydra", None if python == sys.executable else python)
+
+
+def check_metrics_from(settings: dict, metric: str, source: str) -> None:
+    where = f"{source}: trainer.metrics_from"
+    kind = settings["source"]
+    if settings["patterns"] is not None and kind != "stdout":
+        raise ConfigError(f"{where}.patterns is read only from stdout, but source is {kind}")
+    if kind == "json_file" and not settings["path"]:
+        raise ConfigError(f"{where}: source json_file needs `path`, the file the script writes (relative to the "
+                          "run folder, e.g. metrics.json)")
+    for key in ("path", "per_example"):
+        if settings[key] is not None:
+            check_relative(settings[key], f"{where}.{key}")
+    if settings["patterns"]:
+        script_metrics.compile_patterns(settings["patterns"], f"{where}.patterns")
+        if metric not in settings["patterns"]:
+            raise ConfigError(f"{where}.patterns has no pattern for the study's metric {metric!r}")
+        if settings["loss"] is not None and settings["loss"] not in settings["patterns"]:
+            raise ConfigError(f"{where}.patterns has no pattern for the loss {settings['loss']!r}: add one, or set "
+                              "trainer.metrics_from.loss: null to train without the NaN/divergence checks")
+
+
+def check_relative(path: str, where: str) -> None:
+    """A path under the run folder: relative, and not climbing out of it."""
+    p = PurePosixPath(path)
+    if p.is_absolute() or ".." in p.parts:
+        raise ConfigError(f"{where}: {path!r} must be a path inside the run folder (relative, without ..)")
