@@ -131,7 +131,7 @@ class ScriptRun:
                 self.pump.join(OUTPUT_DRAIN_SECONDS)
             try:
                 self.read_output()
-                if exited or time.monotonic() >= next_file_poll:
+                if exited or self.reader.reads_output or time.monotonic() >= next_file_poll:
                     self.take(self.reader.poll(final=exited))
                     next_file_poll = time.monotonic() + FILE_POLL_SECONDS
             except TrainingDiverged as e:
@@ -154,6 +154,15 @@ class ScriptRun:
             if line is not None:
                 self.tail.append(line)
                 self.reader.feed(line)
+
+    def collect_last(self) -> None:
+        """What the script wrote before it was ended (a divergence in it no longer changes why it ended)."""
+        self.pump.join(OUTPUT_DRAIN_SECONDS)
+        self.read_output()
+        try:
+            self.take(self.reader.poll(final=True))
+        except TrainingDiverged:
+            pass
 
     def take(self, records: list[dict]) -> None:
         """New records: their step, the loss checks, metrics.jsonl, the latest value of each metric."""
@@ -288,13 +297,14 @@ def run_script(config_path: Path, settings: dict, argv: list[str]) -> int:
         return 128 + script.signalled[0]
     if reason is not None:
         script.end_script()
-        script.read_output()
+        script.collect_last()
     run.end_training()
     killed = None if reason else script.system_kill()
     if killed is not None:
         log.warning("the script was killed from outside (status %d); no summary, so that it may be retried", killed)
         if killed < 0:
-            signal.signal(-killed, signal.SIG_DFL)
+            if -killed not in (signal.SIGKILL, signal.SIGSTOP):  # those two have no handler to reset
+                signal.signal(-killed, signal.SIG_DFL)
             os.kill(os.getpid(), -killed)
         return killed
     summary = script.summarize(reason)

@@ -70,6 +70,8 @@ def compile_patterns(patterns: dict[str, str], source: str = "trainer.metrics_fr
 class StdoutReader:
     """Records from the script's output lines (each line split at carriage returns, as progress bars write)."""
 
+    reads_output = True  # polled as often as output comes (the others: files, read every FILE_POLL_SECONDS)
+
     def __init__(self, patterns: dict[str, str] | None):
         self.patterns = compile_patterns(patterns) if patterns else None
         self.pending: list[dict] = []
@@ -119,6 +121,8 @@ class StdoutReader:
 
 class JsonFileReader:
     """Records from a JSON file the script writes (or rewrites) as it goes."""
+
+    reads_output = False
 
     def __init__(self, path: Path, root: Path):
         self.path, self.root = path, root
@@ -181,6 +185,8 @@ class JsonFileReader:
 
 class TensorBoardReader:
     """Records from the scalar events of every event file under a folder, in the order they were written."""
+
+    reads_output = False
 
     def __init__(self, folder: Path, run_dir: Path, root: Path, step_key: str):
         self.folder, self.run_dir, self.root, self.step_key = folder, run_dir, root, step_key
