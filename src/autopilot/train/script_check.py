@@ -43,16 +43,17 @@ def install_command(extra: str, python: str = sys.executable) -> str:
 def require(extra: str, needed_by: str, python: str | None = None) -> None:
     """MissingDependency unless the extra's module can be imported (by `python`, default this interpreter)."""
     if not importable(EXTRAS[extra][0], python):
+        python = python or sys.executable
         raise MissingDependency(
-            f"{needed_by} needs the optional extra `{extra}`, which is not installed"
-            + (f" for {python}" if python else "")
-            + f": run `{install_command(extra, python or sys.executable)}` (or install autopilot with [{extra}])"
+            f"{needed_by} needs the optional extra `{extra}`, which {python} cannot import: run "
+            f"`{install_command(extra, python)}` (or install autopilot with [{extra}])"
         )
 
 
 def importable(module: str, python: str | None) -> bool:
     """Whether `python` (None: this interpreter) can import `module`; a python that cannot be asked counts as yes."""
-    if python is None or Path(python).resolve() == Path(sys.executable).resolve():
+    # not resolved: a venv's python is a symlink to the base interpreter, whose packages differ
+    if python is None or os.path.abspath(python) == os.path.abspath(sys.executable):
         return importlib.util.find_spec(module) is not None
     probe = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"
     try:
@@ -62,13 +63,14 @@ def importable(module: str, python: str | None) -> bool:
         return True
 
 
-def script_python(command: list[str], root: Path) -> str | None:
+def script_python(command: list[str], root: Path, source: str = "trainer") -> str | None:
     """The Python interpreter that runs the script, when the command starts with one (python, python3.11, a path)."""
     if not PYTHON.match(Path(command[0]).name):
         return None
-    if "/" in command[0]:
-        return str(root / command[0])
-    return shutil.which(command[0], path=os.environ.get("PATH"))
+    found = str(root / command[0]) if "/" in command[0] else shutil.which(command[0], path=os.environ.get("PATH"))
+    if found is None or not os.access(found, os.X_OK):
+        raise ConfigError(f"{source}: trainer.command[0] {command[0]!r} is not a program on PATH (nor under the root)")
+    return found
 
 
 def check_study(config: dict, root: Path, source: str) -> None:
@@ -83,11 +85,11 @@ def check_study(config: dict, root: Path, source: str) -> None:
     if trainer["metrics_from"]["source"] == "tensorboard":
         require("tensorboard", f"{source}: trainer.metrics_from.source: tensorboard")
     if trainer["args"] == "hydra":
-        python = script_python(trainer["command"], root)
+        python = script_python(trainer["command"], root, source)
         if python is None:
             log.info("trainer.command does not start with python: not checking that it can import hydra")
         else:
-            require("hydra", f"{source}: trainer.args: hydra", None if python == sys.executable else python)
+            require("hydra", f"{source}: trainer.args: hydra", python)
 
 
 def check_metrics_from(settings: dict, metric: str, source: str) -> None:
