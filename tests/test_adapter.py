@@ -36,6 +36,8 @@ SCRIPT = textwrap.dedent("""
     for step, loss in enumerate(losses, 1):
         if a.mode == "json-lines":
             print(json.dumps({"step": step, "loss": loss, "lr": a.lr}))
+            if step == 2:
+                print('{"grad_norm": NaN}')
         elif a.mode == "json-file":
             (out / "metrics.json").write_text(json.dumps({"step": step, "loss": loss, "acc": 0.5 + step / 100}))
         elif a.mode == "jsonl-file":
@@ -139,7 +141,9 @@ def test_json_lines_on_stdout(tmp_path):
     summary = train(tmp_path, "json-lines", settings(patterns=None))
     assert summary["status"] == "completed" and summary["metric"]["value"] == 0.75
     assert summary["metrics"] == {"loss": pytest.approx(1 / 3), "lr": 1e-05, "epochs": 3.0}
-    assert [m["step"] for m in metric_lines(tmp_path / "runs/s/00001") if "loss" in m] == [1, 2, 3]
+    lines = metric_lines(tmp_path / "runs/s/00001")
+    assert [m["step"] for m in lines if "loss" in m] == [1, 2, 3]
+    assert [m["grad_norm"] for m in lines if "grad_norm" in m] == [None]  # NaN of a metric other than the loss
 
 
 @pytest.mark.parametrize("mode,path,value", [("json-file", "metrics.json", 0.53),

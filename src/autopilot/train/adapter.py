@@ -22,6 +22,7 @@ import collections
 import ctypes
 import json
 import logging
+import math
 import os
 import queue
 import signal
@@ -176,6 +177,7 @@ class ScriptRun:
             if step is not None or loss_key in record:
                 self.run.steps = self.losses if step is None else int(step)
             if record:
+                record = {k: v if math.isfinite(v) else None for k, v in record.items()}  # JSON has no NaN
                 self.run.log_metrics(self.run.steps, **record)
                 self.latest.update(record)
 
@@ -214,7 +216,7 @@ class ScriptRun:
     def summarize(self, reason: str | None) -> dict:
         """Write trainer_summary.json for the script; `reason` is why it was ended early (None: it exited)."""
         name = self.run.config["metric"]["name"]
-        others = {k: v for k, v in self.latest.items() if k != name}
+        others = {k: v for k, v in self.latest.items() if k != name and v is not None}
         value = self.latest.get(name)
         if reason == "diverged":
             return self.run.finish(None, metrics=others, status="failed", error=f"training diverged: {self.diverged}")
