@@ -6,10 +6,12 @@ import shutil
 
 import pytest
 import yaml
+from click.testing import CliRunner
 from conftest import REPO, make_project, snakemake
 from test_workflow import finished_runs
 
 from autopilot import fsio
+from autopilot.cli import main
 
 FAST_JUDGE = {"noise_seeds": 1, "confirm_seeds": 1, "max_confirm_seeds": 1}
 
@@ -45,6 +47,28 @@ def test_an_argparse_script_that_prints_its_metrics(tmp_path):
     losses = [m["loss"] for m in fsio.iter_jsonl(runs[0] / "metrics.jsonl") if "loss" in m]
     assert len(losses) == 3 and losses[-1] < losses[0] and summaries[0]["steps"] == 3
     assert fsio.read_json(runs[0] / "verdict.json")["verdict"] == "baseline"
+    export_and_read_back(root, "argparse_digits", summaries[0])
+
+
+def export_and_read_back(root, study: str, summary: dict) -> None:
+    """A real study's runs, read back from MLflow (file store: no database to build) and an Optuna journal."""
+    pytest.importorskip("mlflow")
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    from autopilot.export.optuna_store import storage_of
+
+    for args in (["mlflow", "--tracking-uri", f"file:{root}/mlruns"], ["optuna", "--storage", f"{root}/optuna.log"]):
+        result = CliRunner().invoke(main, ["--root", str(root), "export", args[0], "--study", study, *args[1:]])
+        assert result.exit_code == 0 and "exported 1 run(s)" in result.output, result.output
+    client = MlflowClient(tracking_uri=f"file:{root}/mlruns")
+    (run,) = client.search_runs([client.get_experiment_by_name(study).experiment_id])
+    assert run.data.tags["autopilot.verdict"] == "baseline" and run.data.params["weight_decay"] == "1e-05"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2, 3]
+    assert run.data.metrics["val_accuracy"] == summary["metric"]["value"]
+    (trial,) = optuna.load_study(study_name=study, storage=storage_of(f"{root}/optuna.log")).get_trials()
+    assert trial.value == pytest.approx(fsio.read_json(root / "runs" / study / "00001" / "verdict.json")["value"])
+    assert trial.intermediate_values[3] == summary["metric"]["value"]
 
 
 @pytest.mark.slow
