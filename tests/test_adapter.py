@@ -258,9 +258,11 @@ def test_pause_holds_the_script_and_paused_time_is_not_budget_time(tmp_path):
     run_dir = tmp_path / "runs/s/00001"
     thread = in_background(lambda: result.update(train(tmp_path, "stdout", settings(), steps=30, sleep=0.1,
                                                        max_seconds=20)))
-    wait_for(lambda: (run_dir / "metrics.jsonl").exists())
-    (tmp_path / "control" / "pause").touch()
     status_file = tmp_path / "status/status.json"
+    wait_for(lambda: (run_dir / "metrics.jsonl").exists() and status_file.exists())
+    wait_for(lambda: fsio.read_json(status_file)["loss"] is not None)  # the live status shows the script's loss
+    assert fsio.read_json(status_file)["phase"] == "train" and fsio.read_json(status_file)["step"] >= 1
+    (tmp_path / "control" / "pause").touch()
     wait_for(lambda: fsio.read_json(status_file)["phase"] == "paused")
     time.sleep(0.5)
     held = len(metric_lines(run_dir))

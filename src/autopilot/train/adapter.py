@@ -168,18 +168,24 @@ class ScriptRun:
     def take(self, records: list[dict]) -> None:
         """New records: their step, the loss checks, metrics.jsonl, the latest value of each metric."""
         loss_key, step_key = self.settings["loss"], self.settings["step"]
-        for record in records:
-            step = record.pop(step_key, None)
-            if loss_key in record:
-                self.losses += 1
-                self.run.check_loss(record[loss_key], self.losses if step is None else int(step))
-                self.run.last_loss = record[loss_key]
-            if step is not None or loss_key in record:
-                self.run.steps = self.losses if step is None else int(step)
-            if record:
-                record = {k: v if math.isfinite(v) else None for k, v in record.items()}  # JSON has no NaN
-                self.run.log_metrics(self.run.steps, **record)
-                self.latest.update(record)
+        lines = []
+        try:
+            for record in records:
+                step = record.pop(step_key, None)
+                if loss_key in record:
+                    self.losses += 1
+                    self.run.check_loss(record[loss_key], self.losses if step is None else int(step))
+                    self.run.last_loss = record[loss_key]
+                if step is not None or loss_key in record:
+                    self.run.steps = self.losses if step is None else int(step)
+                if record:
+                    record = {k: v if math.isfinite(v) else None for k, v in record.items()}  # JSON has no NaN
+                    lines.append({"step": self.run.steps, "time": round(self.run.elapsed(), 3), **record})
+                    self.latest.update(record)
+        finally:  # one write and one fsync for a poll's records: a script may print thousands a second
+            if lines:
+                fsio.append_text(self.run.run_dir / "metrics.jsonl", "".join(
+                    json.dumps(line, ensure_ascii=False, allow_nan=False) + "\n" for line in lines))
 
     def control(self) -> str | None:
         """The control files and the budget: why the script must end now, if it must (a pause waits here)."""
