@@ -14,6 +14,7 @@ import pytest
 
 from autopilot import fsio, schemas
 from autopilot.paths import RunPaths
+from autopilot.settings import MetricsFrom, Trainer
 from autopilot.train import adapter, supervisor
 
 # A user's script: argparse flags in, metrics out in the way --mode says. It knows nothing of autopilot.
@@ -77,8 +78,12 @@ STDOUT = {"source": "stdout", "patterns": {"loss": r"loss (\S+)", "acc": r"acc: 
           "path": None, "loss": "loss", "step": "step", "per_example": "pe.json"}
 
 
-def settings(**changes) -> dict:
-    return {**STDOUT, **changes}
+def settings(**changes) -> MetricsFrom:
+    return MetricsFrom.parse({**STDOUT, **changes})
+
+
+def trainer(command: list[str], args: str, metrics_from: MetricsFrom) -> Trainer:
+    return Trainer(command=tuple(command), args=args, metrics_from=metrics_from)
 
 
 def setup_run(root: Path, max_seconds: float = 60) -> tuple[RunPaths, dict]:
@@ -93,12 +98,12 @@ def setup_run(root: Path, max_seconds: float = 60) -> tuple[RunPaths, dict]:
     return run, config
 
 
-def train(root: Path, mode: str, metrics_from: dict, max_seconds: float = 60, max_retries: int = 0, steps: int = 3,
-          sleep: float = 0.0, run_config=None) -> dict:
+def train(root: Path, mode: str, metrics_from: MetricsFrom, max_seconds: float = 60, max_retries: int = 0,
+          steps: int = 3, sleep: float = 0.0, run_config=None) -> dict:
     run, config = run_config or setup_run(root, max_seconds)
-    trainer = {"command": [sys.executable, "script.py", "--mode", mode, "--out", "{run_dir}", "--steps", str(steps),
-                           "--sleep", str(sleep)], "args": "flags", "metrics_from": metrics_from}
-    argv = supervisor.trainer_argv(config, {"trainer": trainer}, run, root)
+    script = trainer([sys.executable, "script.py", "--mode", mode, "--out", "{run_dir}", "--steps", str(steps),
+                      "--sleep", str(sleep)], "flags", metrics_from)
+    argv = adapter.trainer_argv(script, config, "runs/s/00001/config.json", "runs/s/00001")
     return supervisor.run_trainer(argv, run, config, root, max_retries=max_retries)
 
 
@@ -112,13 +117,12 @@ def fast(monkeypatch):
 
 
 def test_the_argv_wraps_the_script_in_the_adapter_only_when_metrics_are_read_for_it():
-    trainer = {"command": ["python", "t.py"], "args": "flags", "metrics_from": settings()}
     config = {"hparams": {"lr": 1e-05}, "seed": 1}
-    argv = adapter.trainer_argv(trainer, config, "r/config.json", "r")
-    assert argv[:3] == [sys.executable, "-m", "autopilot.train.adapter"] and json.loads(argv[4]) == settings()
+    argv = adapter.trainer_argv(trainer(["python", "t.py"], "flags", settings()), config, "r/config.json", "r")
+    assert argv[:3] == [sys.executable, "-m", "autopilot.train.adapter"] and json.loads(argv[4]) == STDOUT
     assert argv[5:] == ["r/config.json", "r", "--", "python", "t.py", "--lr", "1e-05"]
-    trainer["metrics_from"] = settings(source="contract")
-    assert adapter.trainer_argv(trainer, config, "r/config.json", "r") == ["python", "t.py", "--lr", "1e-05"]
+    contract = trainer(["python", "t.py"], "flags", settings(source="contract"))
+    assert adapter.trainer_argv(contract, config, "r/config.json", "r") == ["python", "t.py", "--lr", "1e-05"]
 
 
 def test_stdout_patterns_give_the_metric_the_loss_series_and_the_per_example_scores(tmp_path):
@@ -220,8 +224,8 @@ def test_a_script_killed_by_the_system_is_retried_by_the_supervisor(tmp_path):
 
 def test_a_script_that_cannot_be_started_is_failed_with_the_reason(tmp_path):
     run, config = setup_run(tmp_path)
-    trainer = {"command": ["no-such-program-xyz"], "args": "none", "metrics_from": settings()}
-    argv = supervisor.trainer_argv(config, {"trainer": trainer}, run, tmp_path)
+    argv = adapter.trainer_argv(trainer(["no-such-program-xyz"], "none", settings()), config,
+                                "runs/s/00001/config.json", "runs/s/00001")
     summary = supervisor.run_trainer(argv, run, config, tmp_path)
     assert summary["status"] == "failed" and "could not start the script 'no-such-program-xyz'" in summary["error"]
 
@@ -290,8 +294,8 @@ def start_adapter(root: Path) -> tuple:
     run, config = setup_run(root)
     (root / "sleeper.py").write_text(SLEEPER)
     pid_file = root / "script.pid"
-    argv = adapter.trainer_argv({"command": [sys.executable, "sleeper.py", str(pid_file)], "args": "none",
-                                 "metrics_from": settings()}, config, "runs/s/00001/config.json", "runs/s/00001")
+    argv = adapter.trainer_argv(trainer([sys.executable, "sleeper.py", str(pid_file)], "none", settings()), config,
+                                "runs/s/00001/config.json", "runs/s/00001")
     proc = subprocess.Popen(argv, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(pid_file.exists)
     wait_for(lambda: pid_file.read_text().strip() != "")

@@ -56,7 +56,7 @@ def export_and_read_back(root, study: str, summary: dict) -> None:
     import optuna
     from mlflow.tracking import MlflowClient
 
-    from autopilot.export.optuna_store import storage_of
+    from autopilot.ops.export.optuna_store import storage_of
 
     for args in (["mlflow", "--tracking-uri", f"file:{root}/mlruns"], ["optuna", "--storage", f"{root}/optuna.log"]):
         result = CliRunner().invoke(main, ["--root", str(root), "export", args[0], "--study", study, *args[1:]])

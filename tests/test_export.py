@@ -136,7 +136,7 @@ def storage(request, tmp_path):
 def load(storage: str):
     import optuna
 
-    from autopilot.export.optuna_store import storage_of
+    from autopilot.ops.export.optuna_store import storage_of
 
     return optuna.load_study(study_name="digits_cnn", storage=storage_of(storage))
 

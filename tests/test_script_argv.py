@@ -6,7 +6,10 @@ import argparse
 
 import pytest
 
+from autopilot import schemas
 from autopilot.errors import ConfigError
+from autopilot.settings import Trainer
+from autopilot.study import fill_defaults
 from autopilot.train.script_argv import check_command, quote_hydra, render_flag, render_hydra, script_argv
 
 FLOATS = [1e-05, 0.00001, 0.30000000000000004, 1e16, 1e-300, 123456789.125, -0.5, -1e-05, 0.0, 2.0]
@@ -16,6 +19,12 @@ STRINGS = ["adam", "a b", "a,b", "it's", "1e-05", "true", "null", "x=y", "[1]", 
 
 def config(hparams: dict, seed: int = 7) -> dict:
     return {"hparams": hparams, "seed": seed}
+
+
+def trainer(command: list[str], args: str) -> Trainer:
+    """The study's trainer settings, with the schema's defaults for the rest."""
+    filled = fill_defaults({"trainer": {"command": command, "args": args}}, schemas.load("config"))
+    return Trainer.parse(filled["trainer"])
 
 
 def test_flags_read_back_exactly_by_argparse():
@@ -31,7 +40,7 @@ def test_flags_read_back_exactly_by_argparse():
             parser.add_argument(f"--{key}", default=None)
         else:
             parser.add_argument(f"--{key}", type=type(value))
-    argv = script_argv({"command": ["train.py"], "args": "flags"}, config(hparams), "c.json", "runs/s/00001")
+    argv = script_argv(trainer(["train.py"], "flags"), config(hparams), "c.json", "runs/s/00001")
     assert argv[0] == "train.py"
     assert vars(parser.parse_args(argv[1:])) == hparams
 
@@ -53,7 +62,7 @@ def test_hydra_overrides_read_back_exactly(tmp_path):
     top = sorted({k.split(".")[0] for k in hparams})
     (tmp_path / "config.yaml").write_text("".join(f"{k}: null\n" for k in top if k != "model")
                                           + "model: {width: 8, name: cnn}\n")
-    argv = script_argv({"command": ["app.py"], "args": "hydra"}, config(hparams), "c.json", "runs/s/00001")
+    argv = script_argv(trainer(["app.py"], "hydra"), config(hparams), "c.json", "runs/s/00001")
     assert argv[-1] == "hydra.run.dir='runs/s/00001/hydra'"
     with initialize_config_dir(config_dir=str(tmp_path), version_base=None):
         cfg = OmegaConf.to_container(compose("config", overrides=argv[1:-1]), resolve=True)
@@ -71,27 +80,26 @@ def test_quoting_of_hydra_strings():
 
 
 def test_placeholders_are_filled_and_not_appended_again():
-    trainer = {"command": ["python", "t.py", "--lr={lr}", "--out", "{run_dir}", "--seed", "{seed}", "{{x}}"],
-               "args": "flags"}
-    argv = script_argv(trainer, config({"lr": 1e-05, "epochs": 3, "batch_size": 64}), "r/config.json", "r")
+    settings = trainer(["python", "t.py", "--lr={lr}", "--out", "{run_dir}", "--seed", "{seed}", "{{x}}"], "flags")
+    argv = script_argv(settings, config({"lr": 1e-05, "epochs": 3, "batch_size": 64}), "r/config.json", "r")
     assert argv == ["python", "t.py", "--lr=1e-05", "--out", "r", "--seed", "7", "{x}",
                     "--batch_size", "64", "--epochs", "3"]
 
 
 def test_hydra_placeholders_use_hydra_rendering_and_a_given_run_dir_is_kept():
-    trainer = {"command": ["app.py", "seed={seed}", "opt={opt}", "hydra.run.dir={run_dir}/h"], "args": "hydra"}
-    argv = script_argv(trainer, config({"opt": "adam", "lr": 0.001}), "r/config.json", "r")
+    settings = trainer(["app.py", "seed={seed}", "opt={opt}", "hydra.run.dir={run_dir}/h"], "hydra")
+    argv = script_argv(settings, config({"opt": "adam", "lr": 0.001}), "r/config.json", "r")
     assert argv == ["app.py", "seed=7", "opt='adam'", "hydra.run.dir=r/h", "lr=0.001"]
 
 
 def test_args_none_appends_nothing():
-    trainer = {"command": ["t.py", "{config}", "{run_dir}"], "args": "none"}
-    assert script_argv(trainer, config({"lr": 0.1}), "r/config.json", "r") == ["t.py", "r/config.json", "r"]
+    settings = trainer(["t.py", "{config}", "{run_dir}"], "none")
+    assert script_argv(settings, config({"lr": 0.1}), "r/config.json", "r") == ["t.py", "r/config.json", "r"]
 
 
 def test_an_unknown_placeholder_or_an_unpassable_value_is_a_config_error():
     with pytest.raises(ConfigError, match=r"trainer.command\[1\] '--lr=\{lrr\}' names \{lrr\}"):
-        check_command({"command": ["t.py", "--lr={lrr}"], "args": "flags"}, {"lr": 0.1}, "study.yaml")
+        check_command(trainer(["t.py", "--lr={lrr}"], "flags"), {"lr": 0.1}, "study.yaml")
     with pytest.raises(ConfigError, match="baseline.model is a mapping"):
-        check_command({"command": ["t.py"], "args": "flags"}, {"model": {"width": 3}}, "study.yaml")
-    check_command({"command": ["t.py", "{config}", "{lr}", "{{lit}}"], "args": "none"}, {"lr": 0.1}, "study.yaml")
+        check_command(trainer(["t.py"], "flags"), {"model": {"width": 3}}, "study.yaml")
+    check_command(trainer(["t.py", "{config}", "{lr}", "{{lit}}"], "none"), {"lr": 0.1}, "study.yaml")

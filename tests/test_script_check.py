@@ -13,9 +13,14 @@ from conftest import REPO, make_project, snakemake
 
 from autopilot.errors import ConfigError, MissingDependency
 from autopilot.paths import Project
+from autopilot.settings import StudySettings
 from autopilot.study import Study
 from autopilot.train import script_check
-from autopilot.train.script_check import EXTRAS, check_study
+from autopilot.train.script_check import EXTRAS
+
+
+def check_study(config: dict, root, source: str) -> None:
+    script_check.check_study(StudySettings.parse(config), root, source)
 
 
 def study(path: str) -> dict:
@@ -102,3 +107,16 @@ def test_the_workflow_fails_before_any_run_with_the_install_command(tmp_path, ba
     assert proc.returncode != 0
     assert f"{bare_python} -m pip install 'hydra-core>=1.3'" in proc.stdout + proc.stderr
     assert Project(root).study("hydra_digits").run_ids() == []
+
+
+def test_the_metrics_from_settings_have_exactly_the_schemas_keys():
+    import dataclasses
+
+    from autopilot import schemas
+    from autopilot.settings import MetricsFrom
+
+    block = schemas.load("config")["properties"]["trainer"]["properties"]["metrics_from"]
+    assert {f.name for f in dataclasses.fields(MetricsFrom)} == set(block["properties"])
+    settings = study("examples/argparse_study.yaml").get("trainer")
+    parsed = MetricsFrom.parse(settings["metrics_from"])
+    assert parsed.as_dict() == settings["metrics_from"] and parsed.patterns["loss"] == r" loss (\S+)"

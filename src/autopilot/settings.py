@@ -128,8 +128,40 @@ class Model(Block):
 
 
 @dataclass(frozen=True)
+class MetricsFrom(Block):
+    """`trainer.metrics_from`: where the metrics of a script that does not keep the trainer contract are read."""
+
+    source: Literal["contract", "stdout", "json_file", "tensorboard"]
+    patterns: types.MappingProxyType | None  # metric name -> regular expression
+    path: str | None
+    loss: str | None
+    step: str
+    per_example: str | None
+
+    @classmethod
+    def parse(cls, block: dict | None):
+        block = dict(block or {})
+        if block.get("patterns") is not None:
+            block["patterns"] = types.MappingProxyType(dict(block["patterns"]))
+        return cls(**block)
+
+    def as_dict(self) -> dict:
+        """The block as plain JSON-able data (the adapter gets it on its command line)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {k: dict(v) if isinstance(v, types.MappingProxyType) else v for k, v in values.items()}
+
+
+@dataclass(frozen=True)
 class Trainer(Block):
-    command: tuple[str, ...]
+    args: Literal["none", "flags", "hydra"]
+    metrics_from: MetricsFrom
+    command: tuple[str, ...] | None = None  # required when task is `command` (study.check_config)
+
+    @classmethod
+    def parse(cls, block: dict | None):
+        block = dict(block or {})
+        return cls(**{**{k: _frozen(v) for k, v in block.items()}, "metrics_from": MetricsFrom.parse(
+            block.get("metrics_from"))})
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ def export_mlflow(project: Project, study_name: str | None, tracking_uri: str, e
     interval and seed values (autopilot/...), tags autopilot.verdict, .policy, .status, and file:// links to
     its folder and files (no copies). Look at it with `mlflow ui --backend-store-uri sqlite:///mlflow.db`.
     """
-    from autopilot.export.mlflow_store import export_mlflow as export
+    from autopilot.ops.export.mlflow_store import export_mlflow as export
 
     study = resolve_study(project, study_name)
     added, present = export(study, tracking_uri, experiment)
@@ -64,7 +64,7 @@ def export_optuna(project: Project, study_name: str | None, storage: str, optuna
     (COMPLETE, FAIL, or PRUNED for stopped and skipped runs), the metric per step as intermediate values,
     and the verdict, policy and run folder as user attributes. Then: `optuna-dashboard sqlite:///optuna.db`.
     """
-    from autopilot.export.optuna_store import export_optuna as export
+    from autopilot.ops.export.optuna_store import export_optuna as export
 
     study = resolve_study(project, study_name)
     added, present = export(study, storage, optuna_study)

@@ -33,7 +33,10 @@ import time
 from pathlib import Path
 
 from autopilot import fsio
+from autopilot.enums import Phase, RunStatus
 from autopilot.errors import AutopilotError, TrainerError, TrainingDiverged
+from autopilot.paths import control_file
+from autopilot.settings import MetricsFrom, Trainer
 from autopilot.train import script_argv, script_check, script_metrics
 from autopilot.train.contract import TrainerRun
 
@@ -50,13 +53,12 @@ SIGKILL_EXIT = 128 + signal.SIGKILL  # a shell's status for a child killed by SI
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def trainer_argv(trainer: dict, config: dict, config_path: str, run_dir: str) -> list[str]:
+def trainer_argv(trainer: Trainer, config: dict, config_path: str, run_dir: str) -> list[str]:
     """argv of a `task: command` trainer: the script itself when it keeps the contract, else this adapter around it."""
     script = script_argv.script_argv(trainer, config, config_path, run_dir)
-    settings = trainer["metrics_from"]
-    if settings["source"] == "contract":
+    if trainer.metrics_from.source == "contract":
         return script
-    return [sys.executable, "-m", MODULE, "--metrics-from", json.dumps(settings, sort_keys=True),
+    return [sys.executable, "-m", MODULE, "--metrics-from", json.dumps(trainer.metrics_from.as_dict(), sort_keys=True),
             config_path, run_dir, "--", *script]
 
 
@@ -67,10 +69,10 @@ class Interrupted(TrainerError):
 class ScriptRun:
     """One run of the script: started, watched, ended, summarized."""
 
-    def __init__(self, run: TrainerRun, settings: dict, argv: list[str]):
+    def __init__(self, run: TrainerRun, settings: MetricsFrom, argv: list[str]):
         self.run, self.settings, self.argv = run, settings, argv
         self.run.device = "unknown"  # the script's business; the manifest says so
-        if settings["source"] == "tensorboard":
+        if settings.source == "tensorboard":
             script_check.require("tensorboard", "trainer.metrics_from.source: tensorboard")
         self.reader = script_metrics.make_reader(settings, run.run_dir, run.root)
         self.per_example_before = self.per_example_path and script_metrics.file_signature(self.per_example_path)
@@ -85,7 +87,7 @@ class ScriptRun:
 
     @property
     def per_example_path(self) -> Path | None:
-        return self.run.run_dir / self.settings["per_example"] if self.settings["per_example"] else None
+        return self.run.run_dir / self.settings.per_example if self.settings.per_example else None
 
     # --- the script's process --------------------------------------------------------------------------
     def start(self) -> None:
@@ -140,7 +142,7 @@ class ScriptRun:
                 return "diverged"
             if exited:
                 return None
-            self.run.heartbeat(phase="train")
+            self.run.heartbeat(phase=Phase.TRAIN)
             reason = self.control()
             if reason:
                 return reason
@@ -167,7 +169,7 @@ class ScriptRun:
 
     def take(self, records: list[dict]) -> None:
         """New records: their step, the loss checks, metrics.jsonl, the latest value of each metric."""
-        loss_key, step_key = self.settings["loss"], self.settings["step"]
+        loss_key, step_key = self.settings.loss, self.settings.step
         lines = []
         try:
             for record in records:
@@ -184,39 +186,39 @@ class ScriptRun:
                     self.latest.update(record)
         finally:  # one write and one fsync for a poll's records: a script may print thousands a second
             if lines:
-                fsio.append_text(self.run.run_dir / "metrics.jsonl", "".join(
+                fsio.append_text(self.run.files.metrics, "".join(
                     json.dumps(line, ensure_ascii=False, allow_nan=False) + "\n" for line in lines))
 
     def control(self) -> str | None:
         """The control files and the budget: why the script must end now, if it must (a pause waits here)."""
         if self.signalled:
             raise Interrupted(f"stopped by {signal.Signals(self.signalled[0]).name}")
-        control = self.run.control_dir
-        if (control / "pause").exists() and not (control / "stop").exists():
+        pause, stop, skip = (control_file(self.run.control_dir, s) for s in ("pause", "stop", "skip"))
+        if pause.exists() and not stop.exists():
             self.pause()
-        if (control / "stop").exists():
-            return "stopped"
-        if (control / "skip").exists():
-            (control / "skip").unlink(missing_ok=True)  # a skip applies to the current run only
-            return "skipped"
+        if stop.exists():
+            return RunStatus.STOPPED
+        if skip.exists():
+            skip.unlink(missing_ok=True)  # a skip applies to the current run only
+            return RunStatus.SKIPPED
         if self.run.elapsed() > self.run.max_seconds:
-            return "timeout"
+            return RunStatus.TIMEOUT
         return None
 
     def pause(self) -> None:
         """Hold the script's whole group (SIGSTOP) while control/pause exists; paused time is not budget time."""
-        control = self.run.control_dir
+        pause, stop = control_file(self.run.control_dir, "pause"), control_file(self.run.control_dir, "stop")
         paused_at = time.monotonic()
-        log.info("paused by %s", control / "pause")
+        log.info("paused by %s", pause)
         self.signal_group(signal.SIGSTOP)
         try:
-            while (control / "pause").exists() and not (control / "stop").exists() and not self.signalled:
-                self.run.heartbeat(phase="paused", force=True)
+            while pause.exists() and not stop.exists() and not self.signalled:
+                self.run.heartbeat(phase=Phase.PAUSED, force=True)
                 time.sleep(PAUSE_POLL_SECONDS)
         finally:
             self.signal_group(signal.SIGCONT)
         self.run.started += time.monotonic() - paused_at
-        self.run.heartbeat(phase="train", force=True)
+        self.run.heartbeat(phase=Phase.TRAIN, force=True)
 
     # --- the end ---------------------------------------------------------------------------------------
     def summarize(self, reason: str | None) -> dict:
@@ -225,7 +227,8 @@ class ScriptRun:
         others = {k: v for k, v in self.latest.items() if k != name and v is not None}
         value = self.latest.get(name)
         if reason == "diverged":
-            return self.run.finish(None, metrics=others, status="failed", error=f"training diverged: {self.diverged}")
+            return self.run.finish(None, metrics=others, status=RunStatus.FAILED,
+                                   error=f"training diverged: {self.diverged}")
         if reason is not None:
             return self.run.finish(value, metrics=others, status=reason)
         code = self.proc.returncode
@@ -243,7 +246,7 @@ class ScriptRun:
 
     def failed(self, error: str, others: dict) -> dict:
         tail = "\n".join(self.tail)
-        return self.run.finish(None, metrics=others, status="failed",
+        return self.run.finish(None, metrics=others, status=RunStatus.FAILED,
                                error=error + (f"\n--- last lines of its output ---\n{tail}" if tail else ""))
 
     def read_per_example(self) -> list[float] | None:
@@ -284,7 +287,7 @@ def die_with_parent():
     return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def run_script(config_path: Path, settings: dict, argv: list[str]) -> int:
+def run_script(config_path: Path, settings: MetricsFrom, argv: list[str]) -> int:
     """The adapter's whole life; returns its exit status (or dies by the script's signal)."""
     run = TrainerRun(fsio.read_json(config_path))
     print(f"=== autopilot adapter: {' '.join(argv)} ===", flush=True)
@@ -295,7 +298,7 @@ def run_script(config_path: Path, settings: dict, argv: list[str]) -> int:
         run.begin_training()
         script.start()
     except (AutopilotError, OSError) as e:
-        run.finish(None, status="failed", error=f"could not start the script {argv[0]!r}: {e}")
+        run.finish(None, status=RunStatus.FAILED, error=f"could not start the script {argv[0]!r}: {e}")
         return 1
     try:
         reason = script.supervise()
@@ -316,13 +319,13 @@ def run_script(config_path: Path, settings: dict, argv: list[str]) -> int:
             os.kill(os.getpid(), -killed)
         return killed
     summary = script.summarize(reason)
-    return 1 if summary["status"] == "failed" else 0
+    return 1 if summary["status"] == RunStatus.FAILED else 0
 
 
-def parse_argv(argv: list[str]) -> tuple[dict, Path, list[str]]:
+def parse_argv(argv: list[str]) -> tuple[MetricsFrom, Path, list[str]]:
     if "--" not in argv or argv[:1] != ["--metrics-from"] or argv.index("--") != 4 or len(argv) < 6:
         raise SystemExit(f"usage: python -m {MODULE} --metrics-from JSON CONFIG_JSON RUN_DIR -- SCRIPT [ARG...]")
-    return json.loads(argv[1]), Path(argv[2]), argv[5:]
+    return MetricsFrom.parse(json.loads(argv[1])), Path(argv[2]), argv[5:]
 
 
 def main(argv: list[str] | None = None) -> int:

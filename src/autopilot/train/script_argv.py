@@ -16,16 +16,18 @@ round-trip repr (1e-05, 0.30000000000000004, 1e+16), which argparse's float() an
 that same float; an int as an int. Mappings cannot be passed (use dotted keys: `model.width`).
 
 Usage:
-    argv = script_argv(trainer_settings, config, config_path="runs/s/00001/config.json", run_dir="runs/s/00001")
+    argv = script_argv(study.settings.trainer, config, config_path="runs/s/00001/config.json", run_dir="runs/s/00001")
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from autopilot.errors import ConfigError
+from autopilot.settings import Trainer
 
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_.\-]*)\}")
 RUN_PLACEHOLDERS = ("config", "run_dir", "seed")
@@ -39,13 +41,13 @@ def placeholders(arg: str) -> list[str]:
     return [m.group(1) for m in PLACEHOLDER.finditer(arg) if m.group(1)]
 
 
-def script_argv(trainer: dict, config: dict, config_path: str, run_dir: str) -> list[str]:
+def script_argv(trainer: Trainer, config: dict, config_path: str, run_dir: str) -> list[str]:
     """The script's argv for one seed of a run: placeholders filled, then the hyperparameters `trainer.args` appends."""
-    style = trainer["args"]
+    style = trainer.args
     values = {**config["hparams"], "config": config_path, "run_dir": run_dir, "seed": config["seed"]}
     placed: set[str] = set()
     argv = []
-    for arg in trainer["command"]:
+    for arg in trainer.command:
         argv.append(fill(arg, values, style))
         placed.update(placeholders(arg))
     rest = sorted(k for k in config["hparams"] if k not in placed)
@@ -120,10 +122,10 @@ def quote_hydra(text: str) -> str:
     return "'" + QUOTE_OR_END.sub(lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), text) + "'"
 
 
-def check_command(trainer: dict, baseline: dict, source: str) -> None:
+def check_command(trainer: Trainer, baseline: Mapping, source: str) -> None:
     """ConfigError for a placeholder that names nothing, or a hyperparameter the chosen style cannot pass."""
     known = set(baseline) | set(RUN_PLACEHOLDERS)
-    for i, arg in enumerate(trainer["command"]):
+    for i, arg in enumerate(trainer.command):
         unknown = [name for name in placeholders(arg) if name not in known]
         if unknown:
             raise ConfigError(
@@ -131,13 +133,13 @@ def check_command(trainer: dict, baseline: dict, source: str) -> None:
                 f"neither {{config}}, {{run_dir}}, {{seed}} nor a key of `baseline`; write {{{{ and }}}} for literal "
                 "braces"
             )
-    if trainer["args"] == "none":
+    if trainer.args == "none":
         return
     for key, value in baseline.items():
         if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value)):
             raise ConfigError(
-                f"{source}: baseline.{key} is a mapping or nested list, which trainer.args: {trainer['args']} cannot "
+                f"{source}: baseline.{key} is a mapping or nested list, which trainer.args: {trainer.args} cannot "
                 f"pass; use one dotted key per value (e.g. {key}.width), or args: none and a placeholder"
             )
-        if trainer["args"] == "hydra" and not HYDRA_KEY.match(key):
+        if trainer.args == "hydra" and not HYDRA_KEY.match(key):
             raise ConfigError(f"{source}: baseline key {key!r} is not a Hydra config path (letters, digits, _ . -)")

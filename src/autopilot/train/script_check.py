@@ -6,7 +6,7 @@ pattern that captures nothing, or needs an optional extra that is missing fails 
 is checked for its settings only: what the image holds cannot be seen from here.
 
 Usage:
-    check_study(study.config, project.root, "config/config.yaml")     # raises ConfigError / MissingDependency
+    check_study(study.settings, project.root, "config/config.yaml")   # raises ConfigError / MissingDependency
     require("mlflow", "autopilot export mlflow")                       # raises MissingDependency
 """
 
@@ -22,6 +22,7 @@ import sys
 from pathlib import Path, PurePosixPath
 
 from autopilot.errors import ConfigError, MissingDependency
+from autopilot.settings import MetricsFrom, StudySettings
 from autopilot.train import script_argv, script_metrics
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def importable(module: str, python: str | None) -> bool:
         return True
 
 
-def script_python(command: list[str], root: Path, source: str = "trainer") -> str | None:
+def script_python(command: tuple[str, ...], root: Path, source: str = "trainer") -> str | None:
     """The Python interpreter that runs the script, when the command starts with one (python, python3.11, a path)."""
     if not PYTHON.match(Path(command[0]).name):
         return None
@@ -73,42 +74,42 @@ def script_python(command: list[str], root: Path, source: str = "trainer") -> st
     return found
 
 
-def check_study(config: dict, root: Path, source: str) -> None:
+def check_study(settings: StudySettings, root: Path, source: str) -> None:
     """ConfigError (or MissingDependency) for a `task: command` study whose trainer cannot work as set up."""
-    if config["task"] != "command":
+    if settings.task != "command":
         return
-    trainer = config["trainer"]
-    script_argv.check_command(trainer, config["baseline"], source)
-    check_metrics_from(trainer["metrics_from"], config["metric"]["name"], source)
-    if config.get("container_image"):
+    trainer = settings.trainer
+    script_argv.check_command(trainer, settings.baseline, source)
+    check_metrics_from(trainer.metrics_from, settings.metric.name, source)
+    if settings.container_image:
         return
-    if trainer["metrics_from"]["source"] == "tensorboard":
+    if trainer.metrics_from.source == "tensorboard":
         require("tensorboard", f"{source}: trainer.metrics_from.source: tensorboard")
-    if trainer["args"] == "hydra":
-        python = script_python(trainer["command"], root, source)
+    if trainer.args == "hydra":
+        python = script_python(trainer.command, root, source)
         if python is None:
             log.info("trainer.command does not start with python: not checking that it can import hydra")
         else:
             require("hydra", f"{source}: trainer.args: hydra", python)
 
 
-def check_metrics_from(settings: dict, metric: str, source: str) -> None:
+def check_metrics_from(settings: MetricsFrom, metric: str, source: str) -> None:
     where = f"{source}: trainer.metrics_from"
-    kind = settings["source"]
-    if settings["patterns"] is not None and kind != "stdout":
+    kind = settings.source
+    if settings.patterns is not None and kind != "stdout":
         raise ConfigError(f"{where}.patterns is read only from stdout, but source is {kind}")
-    if kind == "json_file" and not settings["path"]:
+    if kind == "json_file" and not settings.path:
         raise ConfigError(f"{where}: source json_file needs `path`, the file the script writes (relative to the "
                           "run folder, e.g. metrics.json)")
     for key in ("path", "per_example"):
-        if settings[key] is not None:
-            check_relative(settings[key], f"{where}.{key}")
-    if settings["patterns"]:
-        script_metrics.compile_patterns(settings["patterns"], f"{where}.patterns")
-        if metric not in settings["patterns"]:
+        if getattr(settings, key) is not None:
+            check_relative(getattr(settings, key), f"{where}.{key}")
+    if settings.patterns:
+        script_metrics.compile_patterns(settings.patterns, f"{where}.patterns")
+        if metric not in settings.patterns:
             raise ConfigError(f"{where}.patterns has no pattern for the study's metric {metric!r}")
-        if settings["loss"] is not None and settings["loss"] not in settings["patterns"]:
-            raise ConfigError(f"{where}.patterns has no pattern for the loss {settings['loss']!r}: add one, or set "
+        if settings.loss is not None and settings.loss not in settings.patterns:
+            raise ConfigError(f"{where}.patterns has no pattern for the loss {settings.loss!r}: add one, or set "
                               "trainer.metrics_from.loss: null to train without the NaN/divergence checks")
 
 

@@ -10,7 +10,7 @@ earlier attempt's) are ignored unless the script rewrites them, so a stale file 
                  reader (incrementally: each poll reads only what was appended)
 
 Usage:
-    reader = make_reader(settings, run_dir)   # before the script starts
+    reader = make_reader(metrics_from, run_dir, root)   # before the script starts
     reader.feed(line)                         # each line of the script's output
     records = reader.poll()                   # new records since the last poll
 """
@@ -21,15 +21,17 @@ import json
 import logging
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from autopilot.errors import ConfigError, TrainerError
+from autopilot.paths import RunPaths
+from autopilot.settings import MetricsFrom
 
 log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a metrics file larger than this is not a metrics file
 EVENT_FILE_GLOB = "events.out.tfevents.*"
-SEEDS_FOLDER = "seeds"  # a run folder's extra seeds: their files are not this seed's
 
 
 def file_signature(path: Path) -> tuple | None:
@@ -53,7 +55,7 @@ def to_number(text: str) -> float | None:
         return None
 
 
-def compile_patterns(patterns: dict[str, str], source: str = "trainer.metrics_from.patterns") -> dict[str, re.Pattern]:
+def compile_patterns(patterns: Mapping[str, str], source: str = "trainer.metrics_from.patterns") -> dict:
     """Each pattern compiled; ConfigError names one that is not a regular expression or captures no number."""
     compiled = {}
     for name, pattern in patterns.items():
@@ -72,7 +74,7 @@ class StdoutReader:
 
     reads_output = True  # polled as often as output comes (the others: files, read every FILE_POLL_SECONDS)
 
-    def __init__(self, patterns: dict[str, str] | None):
+    def __init__(self, patterns: Mapping[str, str] | None):
         self.patterns = compile_patterns(patterns) if patterns else None
         self.pending: list[dict] = []
         self.lines = 0
@@ -195,7 +197,7 @@ class TensorBoardReader:
         self.tags: set[str] = set()
 
     def event_files(self) -> list[Path]:
-        seeds = self.run_dir / SEEDS_FOLDER
+        seeds = RunPaths(self.run_dir).seeds_dir  # the extra seeds' files are not this seed's
         return sorted(p for p in self.folder.rglob(EVENT_FILE_GLOB) if p.is_file() and not p.is_relative_to(seeds))
 
     def feed(self, line: str) -> None:
@@ -247,13 +249,12 @@ def shortest_float32(value: float) -> float:
     return float(str(np.float32(value))) if math.isfinite(value) else value
 
 
-def make_reader(settings: dict, run_dir: Path, root: Path):
+def make_reader(settings: MetricsFrom, run_dir: Path, root: Path):
     """The reader of `trainer.metrics_from` for one seed's run folder; create it before the script starts."""
-    source = settings["source"]
-    if source == "stdout":
-        return StdoutReader(settings["patterns"])
-    if source == "json_file":
-        return JsonFileReader(run_dir / settings["path"], root)
-    if source == "tensorboard":
-        return TensorBoardReader(run_dir / (settings["path"] or "."), run_dir, root, settings["step"])
-    raise TrainerError(f"trainer.metrics_from.source {source!r} has no reader")
+    if settings.source == "stdout":
+        return StdoutReader(settings.patterns)
+    if settings.source == "json_file":
+        return JsonFileReader(run_dir / settings.path, root)
+    if settings.source == "tensorboard":
+        return TensorBoardReader(run_dir / (settings.path or "."), run_dir, root, settings.step)
+    raise TrainerError(f"trainer.metrics_from.source {settings.source!r} has no reader")

@@ -19,7 +19,6 @@ from autopilot import fsio, ledger
 from autopilot.paths import RunPaths
 from autopilot.study import Study
 
-RUN_FILES = ("proposal.json", "config.json", "train.log", "metrics.jsonl", "trainer_summary.json", "verdict.json")
 NOT_SERIES = ("step", "time")  # keys of a metrics.jsonl line that are not metrics
 
 
@@ -58,8 +57,10 @@ class RunRecord:
 
     def links(self) -> dict[str, str]:
         """file:// URIs of the run folder, its files and its checkpoint, for the files that exist."""
-        found = {"run_dir": self.run.dir}
-        found |= {name: self.run.dir / name for name in RUN_FILES if (self.run.dir / name).exists()}
+        run = self.run
+        found = {"run_dir": run.dir}
+        found |= {p.name: p for p in (run.proposal, run.config, run.train_log, run.metrics, run.summary, run.verdict)
+                  if p.exists()}
         checkpoint = (self.summary or {}).get("checkpoint")
         if checkpoint:
             found["checkpoint"] = self.root / checkpoint

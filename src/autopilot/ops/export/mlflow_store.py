@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 import os
 
+from autopilot.enums import RunStatus
 from autopilot.errors import AutopilotError
-from autopilot.export.records import RunRecord, finished_runs
+from autopilot.ops.export.records import RunRecord, finished_runs
 from autopilot.study import Study
 from autopilot.train import script_check
 
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 TAG_STUDY, TAG_RUN, TAG_EXPORT = "autopilot.study", "autopilot.run_id", "autopilot.export"
-RUN_STATUS = {"completed": "FINISHED", "stopped": "KILLED", "skipped": "KILLED"}  # the rest: FAILED
+RUN_STATUS = {RunStatus.COMPLETED: "FINISHED", RunStatus.STOPPED: "KILLED", RunStatus.SKIPPED: "KILLED"}  # else FAILED
 BATCH = {"metrics": 1000, "params": 100, "tags": 100}  # MLflow's limits per log_batch call
 MAX_TAG_CHARS = 5000
 MAX_PARAM_CHARS = 6000

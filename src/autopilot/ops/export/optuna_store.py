@@ -17,14 +17,14 @@ from __future__ import annotations
 import logging
 
 from autopilot import guard
+from autopilot.enums import CUT_SHORT, RunStatus
 from autopilot.errors import AutopilotError
-from autopilot.export.records import RunRecord, finished_runs
+from autopilot.ops.export.records import RunRecord, finished_runs
 from autopilot.study import Study
 
 log = logging.getLogger(__name__)
 
 RUN_ID_ATTR = "autopilot_run_id"
-PRUNED_STATUSES = ("stopped", "skipped")
 
 
 def storage_of(spec: str):
@@ -87,10 +87,10 @@ def frozen_trial(record: RunRecord, study: Study):
             params[key] = value
         else:
             outside[key] = value
-    if entry["status"] == "completed" and entry["value"] is not None:
+    if entry["status"] == RunStatus.COMPLETED and entry["value"] is not None:
         state, value = TrialState.COMPLETE, entry["value"]
-    else:
-        state, value = (TrialState.PRUNED if entry["status"] in PRUNED_STATUSES else TrialState.FAIL), None
+    else:  # a run a person cut short is pruned; any other end is a failure
+        state, value = (TrialState.PRUNED if entry["status"] in CUT_SHORT else TrialState.FAIL), None
     intermediate = {}
     for step, _, name, number in record.series():
         if name == study.metric_name:
