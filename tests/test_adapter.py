@@ -286,6 +286,9 @@ def test_past_its_budget_the_script_is_ended_as_timeout(tmp_path):
 
 
 SLEEPER = "import os, sys, time\nopen(sys.argv[1], 'w').write(str(os.getpid()))\ntime.sleep(120)\n"
+LEAVER = ("import json, subprocess, sys\n"
+          "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+          "open(sys.argv[1], 'w').write(str(child.pid))\nprint(json.dumps({'acc': 1.0}))\n")
 
 
 def start_adapter(root: Path) -> tuple:
@@ -323,3 +326,16 @@ def test_the_script_does_not_outlive_the_adapter(tmp_path, sig):
     wait_for(lambda: gone(script_pid), timeout=10)
     assert time.monotonic() - t0 < adapter.TERM_WAIT_SECONDS + 5
     assert not run.summary.exists()  # the supervisor says what happened
+
+
+def test_what_the_script_leaves_behind_is_ended_with_it(tmp_path):
+    """A child that outlives the script (and holds its output open) neither delays the summary nor lives on."""
+    run, config = setup_run(tmp_path)
+    (tmp_path / "leaver.py").write_text(LEAVER)
+    argv = adapter.trainer_argv(trainer([sys.executable, "leaver.py", "child.pid"], "none",
+                                        settings(patterns=None, loss=None, per_example=None)), config,
+                                "runs/s/00001/config.json", "runs/s/00001")
+    t0 = time.monotonic()
+    summary = supervisor.run_trainer(argv, run, config, tmp_path)
+    assert summary["status"] == "completed" and time.monotonic() - t0 < adapter.OUTPUT_DRAIN_SECONDS + 5
+    wait_for(lambda: gone(int((tmp_path / "child.pid").read_text())), timeout=10)

@@ -131,6 +131,7 @@ class ScriptRun:
         while True:
             exited = self.proc.poll() is not None
             if exited:
+                self.signal_group(signal.SIGKILL)  # what it started and left behind (a loader worker holding stdout)
                 self.pump.join(OUTPUT_DRAIN_SECONDS)
             try:
                 self.read_output()
