@@ -4,6 +4,10 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from autopilot.apikeys import refuse_key_in_config
+
+# Before validate(): its error would quote an API key pasted in place of llm.api_key_env into Snakemake's log.
+refuse_key_in_config(config, "config (config/config.yaml + --config)")
 validate(config, schema="../schemas/config.schema.yaml")
 
 from autopilot.journal import record

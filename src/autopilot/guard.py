@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from pathlib import Path
 
 from autopilot import fsio, holds, ledger, schemas
@@ -34,7 +35,37 @@ TODO_ID = re.compile(r"^T\d+$")
 
 
 def violation(key: str, value, rule: str, message: str) -> dict:
-    return {"key": key, "value": value, "rule": rule, "message": message}
+    return {"key": key, "value": json_safe(value), "rule": rule, "message": message}
+
+
+def finite(value: int | float) -> bool:
+    """A number a float can hold: not NaN or infinite, and no integer beyond 1.8e308 (those raise OverflowError)."""
+    if isinstance(value, int):
+        return abs(value) <= sys.float_info.max  # int and float compare exactly, without converting
+    return math.isfinite(value)
+
+
+def describe_number(value: int | float) -> str:
+    """A number as JSON would spell it, or the size of an integer too long to print (Python refuses past 4300
+    digits)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, int) and not finite(value):
+        digits = int(abs(value).bit_length() * math.log10(2)) + 1
+        return f"{'-' if value < 0 else ''}an integer of about {digits} digits"
+    return repr(value)
+
+
+def json_safe(obj):
+    """`obj` with every number JSON cannot hold (NaN, Infinity, an integer beyond the float range) spelled as a
+    string, so that a rejected proposal and the reason can be written down (fsio refuses NaN)."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, int | float) and not isinstance(obj, bool) and not finite(obj):
+        return describe_number(obj)
+    return obj
 
 
 def check_value(key: str, value, space: dict) -> dict | None:
@@ -46,9 +77,12 @@ def check_value(key: str, value, space: dict) -> dict | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return violation(key, value, "type", f"`{key}` must be a number ({kind}), but got {value!r}")
+    if not finite(value):
+        return violation(key, value, "range", f"`{key}` must be a finite number within "
+                         f"[{space['low']}, {space['high']}], but got {describe_number(value)}")
     if kind == "int" and not float(value).is_integer():
         return violation(key, value, "type", f"`{key}` must be an integer, but got {value!r}")
-    if not math.isfinite(value) or not space["low"] <= value <= space["high"]:
+    if not space["low"] <= value <= space["high"]:
         return violation(
             key, value, "range", f"`{space['low']} <= {key} <= {space['high']}` must hold, but got {key}={value!r}"
         )

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from autopilot import fsio, schemas
+from autopilot import apikeys, fsio, schemas
 from autopilot.errors import ConfigError, SchemaError
 from autopilot.paths import Project, StudyPaths
 from autopilot.settings import StudySettings
@@ -42,6 +42,7 @@ def check_config(config: Any, source: str) -> dict:
     """Validate a raw config and return it with defaults filled; ConfigError names each bad key."""
     if not isinstance(config, dict):
         raise ConfigError(f"{source}: a study config must be a mapping of keys to values")
+    apikeys.refuse_key_in_config(config, source)  # first: a schema error would quote a pasted key
     unknown = sorted(set(config) - set(schemas.load("config")["properties"]))
     if unknown:
         raise ConfigError(

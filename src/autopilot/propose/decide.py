@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from functools import partial
 
-from autopilot import fsio, guard, holds, ledger, schemas
+from autopilot import apikeys, fsio, guard, holds, ledger, schemas
 from autopilot.clock import now_iso
 from autopilot.enums import CUT_SHORT
 from autopilot.errors import ProposalError
@@ -104,7 +104,18 @@ def attempt(ctx: Context, policy: str, audit: Audit | None = None) -> tuple[dict
         return None, [guard.violation("(llm)", None, e.kind, str(e))]
     except ProposalError as e:
         return None, [guard.violation("(policy)", None, "policy_error", str(e))]
+    except Exception as e:  # a bug, or an input nobody foresaw: the fallback proposes, the loop goes on
+        return None, [guard.violation("(policy)", None, "policy_crash", crash_report(ctx, policy, e))]
     return proposal, guard.check_proposal(proposal, ctx.study)
+
+
+def crash_report(ctx: Context, policy: str, error: Exception) -> str:
+    """The unexpected error of a policy: logged with its traceback, described by type and message, the values of
+    the LLM's key variables redacted from both (an exception may quote a request's headers)."""
+    keys = apikeys.key_variables(ctx.study.settings.llm.api_key_env)
+    log.error("run %s: policy %s raised an unexpected error:\n%s", ctx.run_id, policy,
+              apikeys.redacted_traceback(error, keys))
+    return apikeys.redact(f"{policy} raised {type(error).__name__}: {error}", keys)[:2000]
 
 
 def first_policy(ctx: Context) -> str:
@@ -160,7 +171,7 @@ def decide(study: Study, run_id: str, history: list[dict], audit: Audit,
         fallback = study.settings.fallback_policy
         log.warning("run %s: %s proposal rejected (%s); falling back to %s", run_id, policy, reason, fallback)
         if proposal is not None:
-            rejected = {**proposal, "violations": violations}
+            rejected = guard.json_safe({**proposal, "violations": violations})
         proposal, second = attempt(ctx, fallback)
         if second:
             raise ProposalError(f"run {run_id}: {policy} was rejected ({reason}) and the fallback {fallback} too: "

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 
-from autopilot import guard, ledger
+from autopilot import apikeys, guard, ledger
 from autopilot.paths import run_number
 from autopilot.propose import answers, llm, prompt
 from autopilot.propose.llm import LLMFailure
@@ -44,17 +44,28 @@ def trigger(ctx: Context) -> str | None:
 
 
 def review(ctx: Context, proposal: dict, audit: Audit, optimizer: str = "") -> dict:
-    """The proposal with the mentor's review in `mentor`, its overrides amended if the amendment passes the guard."""
-    reason = trigger(ctx)
-    record = {"trigger": reason, "review": None, "amended_from": None, "amendment_rejected": None, "error": None}
-    send, check = answers.mentor_schemas(ctx.study)
+    """The proposal with the mentor's review in `mentor`, its overrides amended if the amendment passes the guard.
+    Whatever goes wrong, the worker's proposal stands, with the reason in `mentor.error`."""
+    record = {"trigger": trigger(ctx), "review": None, "amended_from": None, "amendment_rejected": None,
+              "error": None}
     try:
-        text = prompt.mentor_prompt(ctx, proposal, optimizer)
-        answer = llm.exchange(llm.settings_for(ctx.study), "mentor", text, send, check, audit)
+        return reviewed(ctx, proposal, audit, optimizer, record)
     except LLMFailure as e:
         log.warning("run %s: the mentor's review failed (%s); the worker's proposal stands", ctx.run_id, e)
         return {**proposal, "mentor": {**record, "error": str(e)[:2000]}}
-    record["review"] = answer
+    except Exception as e:  # a bug, or an input nobody foresaw: the worker's proposal stands all the same
+        keys = apikeys.key_variables(ctx.study.settings.llm.api_key_env)
+        log.error("run %s: the mentor's review raised; the worker's proposal stands:\n%s", ctx.run_id,
+                  apikeys.redacted_traceback(e, keys))
+        error = apikeys.redact(f"the review raised {type(e).__name__}: {e}", keys)
+        return {**proposal, "mentor": {**record, "error": error[:2000]}}
+
+
+def reviewed(ctx: Context, proposal: dict, audit: Audit, optimizer: str, record: dict) -> dict:
+    send, check = answers.mentor_schemas(ctx.study)
+    text = prompt.mentor_prompt(ctx, proposal, optimizer)
+    answer = llm.exchange(llm.settings_for(ctx.study), "mentor", text, send, check, audit)
+    record["review"] = guard.json_safe(answer)  # NaN or an endless integer can be recorded, never trained
     if answer["decision"] != "revise" or not answer["overrides"]:
         return {**proposal, "mentor": record}
     amended = {**proposal, "overrides": {**proposal["overrides"], **answer["overrides"]},

@@ -15,10 +15,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from autopilot.errors import LLMError
+from autopilot import apikeys
+from autopilot.errors import ConfigError, LLMError
 from autopilot.propose.llm.audit import Audit
 from autopilot.study import Study
 
+# The most an answer may hold (bytes, decompressed): a completion of max_tokens tokens is a small fraction of it;
+# a server or an agent that sends more is cut off, not read into memory.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
 ENV_OVERRIDES = {"base_url": "AUTOPILOT_LLM_BASE_URL", "model": "AUTOPILOT_LLM_MODEL",
                  "api_key_env": "AUTOPILOT_LLM_API_KEY_ENV"}
 
@@ -47,25 +51,32 @@ class Endpoint:
     timeout: float
     retries: int
     backoff: float
+    key_variables: tuple[str, ...] = ()  # every variable that may hold the key: kept from agent CLIs
 
     def api_key(self) -> str | None:
-        """The key from the environment variable the config names; never stored anywhere."""
+        """The key from the environment variable the config names, whitespace stripped; never stored anywhere."""
         if not self.api_key_env:
             return None
-        key = os.environ.get(self.api_key_env)
-        if not key:
-            raise LLMFailure(f"llm.api_key_env names ${self.api_key_env}, which is not set in the environment",
-                             "config")
-        return key
+        try:
+            return apikeys.read_key(self.api_key_env)
+        except ConfigError as e:
+            raise LLMFailure(str(e), "config") from None
 
 
 def settings_for(study: Study) -> Endpoint:
+    """Where and how to ask; LLMFailure (kind config) when AUTOPILOT_LLM_API_KEY_ENV holds no variable's name."""
     cfg = study.settings.llm
     chosen = {name: os.environ.get(var) or getattr(cfg, name) for name, var in ENV_OVERRIDES.items()}
+    var = ENV_OVERRIDES["api_key_env"]
+    try:
+        apikeys.check_variable_name(chosen["api_key_env"], f"${var}" if os.environ.get(var) else "llm.api_key_env")
+    except ConfigError as e:
+        raise LLMFailure(str(e), "config") from None
     return Endpoint(backend=cfg.backend, base_url=chosen["base_url"].rstrip("/"), model=chosen["model"],
                     api_key_env=chosen["api_key_env"], command=None if cfg.command is None else list(cfg.command),
                     temperature=cfg.temperature, max_tokens=cfg.max_tokens, timeout=cfg.timeout_seconds,
-                    retries=cfg.retries, backoff=cfg.backoff_seconds)
+                    retries=cfg.retries, backoff=cfg.backoff_seconds,
+                    key_variables=apikeys.key_variables(cfg.api_key_env))
 
 
 @dataclass
