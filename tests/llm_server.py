@@ -26,6 +26,8 @@ class Step:
     body: str = ""
     headers: dict = field(default_factory=dict)
     delay: float = 0.0
+    raw: bytes = b""  # when set, these bytes are the whole response (status line and all), then the server hangs up
+    drip: float = 0.0  # seconds between two bytes of `raw`
 
 
 def completion(content: str, prompt_tokens: int = 321, completion_tokens: int = 45) -> str:
@@ -45,6 +47,41 @@ def reply(content: str | dict, delay: float = 0.0) -> Step:
 def error(status: int, message: str = "error", headers: dict | None = None) -> Step:
     return Step(status, json.dumps({"error": {"message": message, "code": status}}),
                 {"Content-Type": "application/json", **(headers or {})})
+
+
+def raw(head: str, body: bytes = b"", drip: float = 0.0) -> Step:
+    """A response written byte for byte: `head` is the status line and headers, without the blank line."""
+    return Step(raw=head.replace("\n", "\r\n").encode() + b"\r\n\r\n" + body, drip=drip)
+
+
+def broken_chunks() -> Step:
+    """Transfer-Encoding: chunked with a chunk size that is not a number (requests: ChunkedEncodingError)."""
+    return raw("HTTP/1.1 200 OK\nContent-Type: application/json\nTransfer-Encoding: chunked",
+               b"5\r\n{\"cho\r\nzz\r\nnot a chunk\r\n")
+
+
+def bad_gzip() -> Step:
+    """Content-Encoding: gzip on a body that is not gzip (requests: ContentDecodingError)."""
+    body = b"this is not gzip at all" * 10
+    return raw(f"HTTP/1.1 200 OK\nContent-Type: application/json\nContent-Encoding: gzip\n"
+               f"Content-Length: {len(body)}", body)
+
+
+def oversized(size: int) -> Step:
+    """A 200 whose body is `size` bytes of one endless JSON string."""
+    body = b'{"choices": [{"message": {"content": "' + b"x" * size + b'"}}]}'
+    return raw(f"HTTP/1.1 200 OK\nContent-Type: application/json\nContent-Length: {len(body)}", body)
+
+
+def dripping(seconds_per_byte: float) -> Step:
+    """A good answer sent one byte at a time: each read is quick, the whole never ends in time."""
+    body = completion(json.dumps(GOOD_ANSWER)).encode()
+    return raw(f"HTTP/1.1 200 OK\nContent-Type: application/json\nContent-Length: {len(body)}", body,
+               drip=seconds_per_byte)
+
+
+def redirect(status: int, location: str) -> Step:
+    return Step(status, "", {"Location": location})
 
 
 def llama_cpp_like(answer: Callable[[dict], Step], status: int = 422) -> Callable[[dict], Step]:
@@ -107,6 +144,8 @@ class ScriptedLLM:
                 self.send(step)
 
             def send(self, step: Step) -> None:
+                if step.raw:
+                    return self.send_raw(step)
                 data = step.body.encode()
                 try:
                     self.send_response(step.status)
@@ -116,6 +155,17 @@ class ScriptedLLM:
                     self.end_headers()
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
+                    pass
+
+            def send_raw(self, step: Step) -> None:
+                self.close_connection = True
+                chunks = [step.raw[i:i + 1] for i in range(len(step.raw))] if step.drip else [step.raw]
+                try:
+                    for chunk in chunks:
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                        time.sleep(step.drip)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up
                     pass
 
             def log_message(self, *args) -> None:

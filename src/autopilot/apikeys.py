@@ -104,7 +104,7 @@ def redact(text: str, names: Iterable[str], environ: Mapping[str, str] | None = 
     environ = os.environ if environ is None else environ
     for name in names:
         raw = environ.get(name) or ""
-        for secret in {raw, raw.strip()}:
+        for secret in sorted({raw, raw.strip()}, key=len, reverse=True):
             if len(secret) >= 4:  # a one-letter "key" would redact every word
                 text = text.replace(secret, REDACTED)
     return text

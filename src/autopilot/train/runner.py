@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import logging
 
-from autopilot import fsio, ledger
+from autopilot import apikeys, fsio, ledger
 from autopilot.enums import RunStatus
 from autopilot.ingest import claims
 from autopilot.journal import record
@@ -69,7 +69,10 @@ def planned_extra_seeds(study: Study, config: dict, first: dict, history: list[d
 
 
 def train_run(study: Study, run_id: str) -> list[dict]:
-    """Train the run's seeds on a GPU of its own (where the machine has several; see `autopilot.train.gpus`)."""
+    """Train the run's seeds on a GPU of its own (where the machine has several; see `autopilot.train.gpus`).
+    The LLM's key variables leave this process's environment first: a trainer runs the study's own code, and
+    whatever it starts or forks inherits that environment."""
+    apikeys.forget_keys(apikeys.key_variables(study.settings.llm.api_key_env))
     with gpus.claim():
         summaries = train_seeds(study, run_id)
     # data.source: queue - the run's claimed dataset goes to queue/done/, or back to its queue if the run did

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 
+from autopilot import apikeys
 from autopilot.study import Study
 from autopilot.warm import client, commands, protocol, trainers
 
@@ -36,7 +37,7 @@ def start(study: Study) -> list[str]:
     """Start the command server and the study's trainer pool where none listens; return what was started."""
     if os.environ.get("AUTOPILOT_NO_WARMSTART") == "1":
         return []
-    env = job_env()
+    env = apikeys.without_keys(job_env(), apikeys.key_variables(study.settings.llm.api_key_env))  # need no LLM key
     started = []
     if not protocol.listening(commands.socket_path(env)):
         client.start_server(env)
