@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from autopilot import guard, holds
+from autopilot import fsio, guard, holds
 from autopilot.errors import LoopHalted
 from autopilot.paths import Project
 from autopilot.study import Study
@@ -89,3 +89,24 @@ def test_budgets_and_kill_switch_halt_the_loop(study):
     stop.touch()
     with pytest.raises(LoopHalted, match="stop requested"):
         holds.ensure_may_run(study, [])
+
+
+@pytest.mark.parametrize("overrides, said", [
+    ({"lr": float("nan")}, "got NaN"),
+    ({"lr": float("inf")}, "got Infinity"),
+    ({"epochs": float("-inf")}, "got -Infinity"),
+    ({"lr": 10**400}, "got an integer of about 401 digits"),
+    ({"epochs": -(10**4000)}, "got a negative integer of about 4001 digits"),
+    ({"width": 10**309}, "must be one of"),
+])
+def test_numbers_json_cannot_hold_are_rejected_with_a_reason_that_can_be_written(overrides, said):
+    found = guard.check_overrides(overrides, SPACE)
+    assert [v["rule"] for v in found] == ["range" if "got" in said else "choices"] and said in found[0]["message"]
+    fsio.dumps_json(found)  # NaN and endless integers are spelled as strings: the reason can be written down
+    assert isinstance(found[0]["value"], str) or found[0]["value"] == 10**309
+
+
+def test_json_safe_spells_out_what_json_cannot_hold():
+    value = {"a": [float("nan"), 1.5, 10**400, True], "b": float("-inf"), "c": "text"}
+    assert guard.json_safe(value) == {"a": ["NaN", 1.5, "an integer of about 401 digits", True], "b": "-Infinity",
+                                      "c": "text"}

@@ -319,3 +319,60 @@ def test_an_llm_generation_is_proposed_in_order_and_a_tpe_one_all_at_once(tmp_pa
                          if a in labels and b in labels}
     assert edges["hybrid"] == {("00002", "00003"), ("00003", "00004")}
     assert edges["tpe"] == set()
+
+
+# ---- numbers JSON cannot hold, and policies that raise
+
+ENDLESS = "1" + "0" * 5000  # Python refuses to read an integer this long (ValueError), json.loads included
+
+
+@pytest.mark.parametrize("value, said", [("NaN", "got NaN"), ("Infinity", "got Infinity"),
+                                         ("-Infinity", "got -Infinity"), ("1e400", "got Infinity"),
+                                         ("1" + "0" * 309, "got an integer of about 310 digits"),
+                                         (ENDLESS, "got Infinity")])
+def test_a_worker_answer_with_a_number_json_cannot_hold_is_rejected_and_the_fallback_proposes(tmp_path, value, said):
+    text = json.dumps(answered(overrides={"epochs": 2, "lr": 0.005})).replace('"lr": 0.005', f'"lr": {value}')
+    study, proposal = propose_with(tmp_path, text)
+    assert proposal["policy"] == "tpe" and rules(proposal) == {"range"}
+    assert f"`lr` must be a finite number within [0.0005, 0.02], but {said}" in proposal["fallback_from"]["reason"]
+    rejected = fsio.read_json(study.paths.run("00004").rejected_proposal)  # written down, as JSON can hold it
+    assert isinstance(rejected["overrides"]["lr"], str) and rejected["overrides"]["epochs"] == 2
+    assert fsio.read_json(study.paths.run("00004").proposal)["fallback_from"]["violations"][0]["key"] == "lr"
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "1e400", ENDLESS, "1" + "0" * 309])
+def test_a_mentor_amendment_with_a_number_json_cannot_hold_leaves_the_worker_proposal(tmp_path, value):
+    revise = json.dumps({**REVIEW, "decision": "revise", "overrides": {"epochs": 3}}).replace('"epochs": 3',
+                                                                                              f'"epochs": {value}')
+    with ScriptedLLM(mentor_script(GOOD_ANSWER, reply(revise))) as server:
+        study = llm_study(tmp_path, server.url, mentor={"every_n_runs": 1})
+        proposal = propose_run(study, "00004")
+    assert proposal["policy"] == "llm:openai" and proposal["overrides"] == GOOD_ANSWER["overrides"]
+    assert "`epochs` must be a finite number within [1, 3]" in proposal["mentor"]["amendment_rejected"]
+    assert isinstance(proposal["mentor"]["review"]["overrides"]["epochs"], str)
+    assert fsio.read_json(study.paths.run("00004").proposal) == proposal
+
+
+def test_a_manual_proposal_python_cannot_read_falls_back(tmp_path):
+    study = llm_study(tmp_path, "http://127.0.0.1:9/v1", policy="manual")
+    study.paths.next_config.write_text('{"epochs": ' + ENDLESS + "}")
+    proposal = propose_run(study, "00004")
+    assert proposal["policy"] == "tpe" and proposal["fallback_from"]["policy"] == "manual"
+    assert rules(proposal) == {"policy_crash"} and "ValueError" in proposal["fallback_from"]["reason"]
+    assert not study.paths.next_config.exists()  # used once, archived with the run
+
+
+def test_a_policy_that_raises_falls_back_and_its_message_is_redacted(tmp_path, monkeypatch, caplog):
+    from autopilot.propose.policies import llm as llm_policy
+
+    monkeypatch.setenv("TEST_LLM_KEY", "sk-test-raised-in-a-message")
+
+    def broken(ctx, audit, optimizer=""):
+        raise RuntimeError("a bug that quotes Bearer sk-test-raised-in-a-message")
+
+    monkeypatch.setattr(llm_policy, "propose_llm", broken)
+    study = llm_study(tmp_path, "http://127.0.0.1:9/v1", llm={"api_key_env": "TEST_LLM_KEY"})
+    proposal = propose_run(study, "00004")
+    assert proposal["policy"] == "tpe" and rules(proposal) == {"policy_crash"}
+    assert proposal["fallback_from"]["reason"] == "llm:openai raised RuntimeError: a bug that quotes Bearer [redacted]"
+    assert "Traceback" in caplog.text and "sk-test-raised-in-a-message" not in caplog.text

@@ -52,7 +52,7 @@ def describe_number(value: int | float) -> str:
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, int) and not finite(value):
         digits = int(abs(value).bit_length() * math.log10(2)) + 1
-        return f"{'-' if value < 0 else ''}an integer of about {digits} digits"
+        return f"{'a negative' if value < 0 else 'an'} integer of about {digits} digits"
     return repr(value)
 
 
