@@ -86,3 +86,53 @@ def test_a_missing_agent_falls_back(tmp_path):
     proposal = propose_run(study, "00004")
     assert proposal["fallback_from"]["violations"][0]["rule"] == "config"
     assert "no-such-agent-cli" in proposal["fallback_from"]["reason"]
+
+
+ENV_AGENT = """
+import json, os, sys
+sys.stdin.read()
+open(sys.argv[1], "w").write(json.dumps(sorted(os.environ)))
+print(json.dumps({answer}))
+"""
+
+FLOODS = """
+import sys
+sys.stdout.write("x" * (8 * 1024 * 1024))
+sys.stdout.flush()
+"""
+
+DEAF = """
+import json
+print(json.dumps({answer}))
+"""
+
+
+def test_the_agent_runs_without_the_llm_key_variables(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDY_LLM_KEY", "sk-test-not-for-the-agent")
+    monkeypatch.setenv("OVERRIDE_LLM_KEY", "sk-test-not-for-the-agent-either")
+    monkeypatch.setenv("AUTOPILOT_LLM_API_KEY_ENV", "OVERRIDE_LLM_KEY")
+    monkeypatch.setenv("AGENT_OWN_SETTING", "kept")
+    seen = tmp_path / "environ.json"
+    agent = script(tmp_path, "env_agent.py", ENV_AGENT.format(answer=repr(GOOD_ANSWER)))
+    study = command_study(tmp_path, [sys.executable, agent, str(seen)], api_key_env="STUDY_LLM_KEY")
+    proposal = propose_run(study, "00004")
+    assert proposal["policy"] == "llm:command"
+    names = json.loads(seen.read_text())
+    assert "AGENT_OWN_SETTING" in names and "PATH" in names
+    assert "STUDY_LLM_KEY" not in names and "OVERRIDE_LLM_KEY" not in names
+
+
+def test_an_agent_that_prints_without_end_is_cut_off(tmp_path):
+    study = command_study(tmp_path, [sys.executable, script(tmp_path, "floods.py", FLOODS)])
+    proposal = propose_run(study, "00004")
+    assert proposal["policy"] == "tpe"
+    assert proposal["fallback_from"]["violations"][0]["rule"] == "response_too_large"
+
+
+def test_an_agent_that_does_not_read_a_long_prompt_still_answers(tmp_path):
+    agent = script(tmp_path, "deaf.py", DEAF.format(answer=repr(GOOD_ANSWER)))
+    (tmp_path / "long.md").write_text("You propose run $run_id. " + "Background. " * 30_000)  # > a pipe's buffer
+    study = command_study(tmp_path, [sys.executable, agent], template="long.md", max_prompt_chars=400_000)
+    proposal = propose_run(study, "00004")
+    assert len((study.paths.run("00004").llm / "worker.prompt.md").read_text()) > 300_000
+    assert proposal["policy"] == "llm:command" and proposal["overrides"] == GOOD_ANSWER["overrides"]
