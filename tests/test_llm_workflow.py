@@ -1,15 +1,32 @@
-"""End to end: three iterations of the CNN study with the LLM policy and the mentor, on the scripted server."""
+"""End to end on the scripted server: three iterations of the CNN study with the LLM policy and the mentor; a night
+of broken exchanges, by cron and by the daemon, that never stops the loop and writes the key nowhere."""
 
 from __future__ import annotations
 
 import copy
+import json
 import re
+import subprocess
+import sys
 
 import pytest
-from conftest import make_project, snakemake
-from llm_server import GOOD_ANSWER, ScriptedLLM, prompt_of, reply
+import yaml
+from conftest import VENV_BIN, make_project, snakemake
+from conftest import env as conftest_env
+from llm_server import (
+    GOOD_ANSWER,
+    ScriptedLLM,
+    bad_gzip,
+    broken_chunks,
+    dripping,
+    oversized,
+    prompt_of,
+    redirect,
+    reply,
+)
 
 from autopilot import fsio, schemas
+from autopilot.propose.llm import MAX_ANSWER_BYTES
 
 pytestmark = pytest.mark.slow
 
@@ -68,3 +85,81 @@ def test_three_iterations_with_the_llm_and_the_mentor(tmp_path, monkeypatch):
     assert "sgd is untested so far" in (study / "workpad.md").read_text()
     third_prompt = (study / "00003" / "llm" / "worker.prompt.md").read_text()
     assert "two epochs undertrain sgd" in third_prompt and "| 00002 |" in third_prompt.replace(" (best)", "")
+
+
+# --- a night of broken LLM exchanges: every one falls back, no key reaches a file -----------------------
+ENV_TRAINER = """
+import json, os, sys
+from autopilot.train.contract import TrainerRun
+
+print("environment:", json.dumps(dict(os.environ)))  # into train.log: the key must not be there
+with TrainerRun.from_argv(sys.argv[1:3]) as run:
+    score = 0.8 + 0.01 * (run.seed % 5) - abs(run.hparams["lr"] - 0.005)
+    run.finish(metric_value=score, per_example=[float(i < 16 * score) for i in range(16)])
+"""
+
+KEYS = {"cron": "  sk-e2e-first-4f1d-night  \r\n",                 # stripped of its whitespace and used
+        "daemon": "sk-e2e-second-77ae-night\r\nX-Injected: yes",    # a line break inside: refused
+        "url": "sk-e2e-third-c3b0-night"}                           # a base_url requests cannot use
+NAN_ANSWER = json.dumps(GOOD_ANSWER).replace('"lr": 0.005', '"lr": NaN')
+
+
+def night_script(server_box: list):
+    def script(body: dict):
+        run = re.search(r"You propose run (\d{5})", prompt_of(body)).group(1)
+        auth = server_box[0].requests[-1]["headers"].get("Authorization")
+        echoed = {**GOOD_ANSWER, "rationale": GOOD_ANSWER["rationale"] + f" (the header was {auth})"}
+        return {"00002": broken_chunks(), "00003": bad_gzip(), "00004": redirect(307, "/v1/chat/completions"),
+                "00005": oversized(MAX_ANSWER_BYTES), "00006": dripping(0.05), "00007": reply(NAN_ANSWER),
+                "00008": reply(echoed)}[run]
+    return script
+
+
+def autopilot(root, command: str, key: str, **env) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(VENV_BIN / "autopilot"), command, "--cores", "2"], cwd=root, capture_output=True,
+                          text=True, timeout=300, env={**conftest_env(), "E2E_LLM_KEY": key, **env})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def test_a_night_of_failing_llm_exchanges_falls_back_every_time_and_writes_the_key_nowhere(tmp_path):
+    box: list = []
+    with ScriptedLLM(night_script(box)) as server:
+        box.append(server)
+        root = make_project(tmp_path / "p", policy="llm", task="command", iterations=8,
+                            trainer={"command": [sys.executable, "trainer.py", "{config}", "{run_dir}"]},
+                            llm={"base_url": server.url, "retries": 0, "timeout_seconds": 1.5,
+                                 "api_key_env": "E2E_LLM_KEY"}, budget={"max_runs": 8})
+        (root / "trainer.py").write_text(ENV_TRAINER)
+        autopilot(root, "cron", KEYS["cron"])
+        set_budget(root, 9)
+        autopilot(root, "daemon", KEYS["daemon"])
+        set_budget(root, 10)
+        autopilot(root, "cron", KEYS["url"], AUTOPILOT_LLM_BASE_URL="http://[::1/v1")
+    assert {r["headers"]["Authorization"] for r in server.requests} == {f"Bearer {KEYS['cron'].strip()}"}
+    study = root / "runs" / "digits_cnn"
+    fallbacks = {run: fsio.read_json(study / run / "proposal.json")["fallback_from"] for run in
+                 [f"{n:05d}" for n in range(2, 11)]}
+    rules = {run: f and f["violations"][0]["rule"] for run, f in fallbacks.items()}
+    assert rules == {"00002": "chunked_encoding_error", "00003": "content_decoding_error", "00004": "http_307",
+                     "00005": "response_too_large", "00006": "timeout", "00007": "range", "00008": None,
+                     "00009": "config", "00010": "invalid_url"}
+    assert "cannot be sent in an HTTP header" in fallbacks["00009"]["reason"]
+    proposal = fsio.read_json(study / "00008" / "proposal.json")
+    assert proposal["policy"] == "llm:openai" and "(the header was Bearer [redacted])" in proposal["rationale"]
+    logs = sorted(p.name for p in (study / "logs").iterdir())
+    assert any(n.startswith("cron-") for n in logs) and any(n.startswith("daemon-") for n in logs)
+    assert "environment:" in (study / "00010" / "train.log").read_text()
+    for path in tmp_path.rglob("*"):  # run folders, logs, daemon and cron logs, Snakemake's own records
+        if path.is_file():
+            data = path.read_bytes()
+            for key in KEYS.values():
+                assert key.strip().split("\r")[0].encode() not in data, path
+
+
+def set_budget(root, max_runs: int) -> None:
+    path = root / "config" / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["budget"]["max_runs"] = max_runs
+    config["iterations"] = 1
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
