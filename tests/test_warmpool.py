@@ -1,9 +1,11 @@
-"""The warm trainer pool: same results as a fresh process, never stale code, killable, survivable."""
+"""The warm trainer pool: same results as a fresh process, never stale code, killable, survivable; its trainers
+hold nothing of the pool's."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -106,3 +108,42 @@ def test_pool_trainers_honour_the_time_limit(root):
     assert train_in_subprocess(root, "00001").wait(timeout=120) == 0
     summary = fsio.read_json(root / "runs/s/00001/trainer_summary.json")
     assert summary["status"] == "timeout"
+
+
+def test_a_pooled_trainer_holds_neither_the_pools_socket_nor_other_supervisors_connections(root):
+    """A trainer is forked by the pool: it must close what the pool holds for others, or a SIGKILLed pool would
+    still take connections (queued for ever), and a supervisor would not see its pool die."""
+    started = []
+    try:
+        for run_id in ("00001", "00002"):
+            run = write_config(root, {**HP, "epochs": 100_000}, run_id)
+            trainer = trainers.request("cnn_digits", argv(run, root)[3:], root, run.train_log)
+            assert trainer is not None
+            started.append(trainer)
+        path = trainers.socket_path(root, "cnn_digits")
+        [pool] = pool_pids(root)
+        os.kill(pool, signal.SIGKILL)
+        os.waitpid(pool, 0)  # started by this process (trainers.request): its child
+        assert Path(path).exists()  # a killed pool leaves its socket file behind
+        assert not takes_connections(path)  # and no trainer listens there on its behalf
+        first = started[0]  # forked before the second, which must not hold its supervisor's connection
+        first.conn.settimeout(10)
+        assert first.conn.recv(1) == b""  # its pool is gone, and the supervisor knows at once
+    finally:
+        for trainer in started:
+            os.killpg(trainer.pid, signal.SIGKILL)
+
+
+def takes_connections(path: str) -> bool:
+    """Something listens at `path`, even if it never accepts (a unix socket's full backlog blocks connect())."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(0.5)
+    try:
+        probe.connect(path)
+        return True
+    except (TimeoutError, BlockingIOError):
+        return True
+    except OSError:  # refused: nobody holds the listening socket
+        return False
+    finally:
+        probe.close()

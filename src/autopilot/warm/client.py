@@ -31,6 +31,8 @@ def run_warm(argv: list[str]) -> int | None:
         start_server()
         return None
     with conn:
+        if not protocol.serves_us(conn, path):  # before the request: it carries this environment, keys and all
+            return None
         umask = os.umask(0)
         os.umask(umask)
         request = {"key": key, "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": umask}

@@ -6,7 +6,10 @@ A warm process has imported its modules under the environment it started with, a
 effect only then (PYTHON*, the thread counts of OpenMP and BLAS: torch sizes its thread pool at import). So a
 warm process serves only clients with the same interpreter and the same such variables: they are part of its
 key, and so of its socket's name. Sockets live in a folder only this user can enter (`$TMPDIR` or /tmp, then
-`autopilot-<uid>/`, mode 0700) and are themselves mode 0600: a warm process runs whatever a client asks.
+`autopilot-<uid>/`, mode 0700) and are themselves mode 0600: a warm process runs whatever a client asks. Where
+that folder exists but is not private (another user made it first, or it is open to others, or a link), warm
+processes are off and the process says so once. Both sides check the other's uid (SO_PEERCRED) before they
+send anything: a client's request carries its environment, API keys included.
 
 Standard library only, and the light part of it: the `autopilot` console script imports this on every call.
 """
@@ -14,11 +17,14 @@ Standard library only, and the light part of it: the `autopilot` console script 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import stat
 import sys
 import zlib
+
+log = logging.getLogger(__name__)
 
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # src/autopilot
 COMMAND_SERVER = "commands"  # the kind of the command server (autopilot.warm.commands); trainer pools are "pool"
@@ -45,17 +51,32 @@ def key(kind: str, *parts: str, env=None) -> str:
     return json.dumps([kind, sys.executable, PACKAGE_DIR, *parts, settings])
 
 
+_reported: set[str] = set()  # folders and sockets this process has already said are not safe to use
+
+
 def private_dir() -> str | None:
-    """This user's folder for sockets, created if missing; None if it is not safely ours."""
+    """This user's folder for sockets, created if missing; None (reported once) if it is not safely ours."""
     path = os.path.join(os.environ.get("TMPDIR") or "/tmp", f"autopilot-{os.getuid()}")
     try:
         os.makedirs(path, mode=0o700, exist_ok=True)
         st = os.lstat(path)
-    except OSError:
-        return None
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        return None
+    except OSError as e:
+        return _unsafe(path, f"cannot be made or read ({e.strerror})")
+    if not stat.S_ISDIR(st.st_mode):
+        return _unsafe(path, "is not a folder (a link or a file)")
+    if st.st_uid != os.getuid():
+        return _unsafe(path, f"belongs to another user (uid {st.st_uid})")
+    if st.st_mode & 0o077:
+        return _unsafe(path, f"is open to other users (mode {stat.S_IMODE(st.st_mode):04o})")
     return path
+
+
+def _unsafe(path: str, why: str) -> None:
+    if path not in _reported:
+        _reported.add(path)
+        log.warning("autopilot: %s %s, so warm processes are off and every command starts cold; remove it "
+                    "(or set TMPDIR to a folder of your own) to have them again", path, why)
+    return None
 
 
 def socket_path(kind: str, full_key: str) -> str | None:
@@ -142,13 +163,30 @@ def release(path: str, inode: int) -> None:
             pass
 
 
-def same_user(conn: socket.socket) -> bool:
-    """The peer runs as this user (checked on top of the socket's mode)."""
+def peer_uid(conn: socket.socket) -> int | None:
+    """The uid of the process at the other end (as it was when it connected, or listened); None if unknown."""
     try:
         creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
     except (OSError, AttributeError):
-        return False
-    return int.from_bytes(creds[4:8], sys.byteorder) == os.getuid()
+        return None
+    return int.from_bytes(creds[4:8], sys.byteorder)
+
+
+def same_user(conn: socket.socket) -> bool:
+    """The peer runs as this user (checked on top of the socket's mode)."""
+    return peer_uid(conn) == os.getuid()
+
+
+def serves_us(conn: socket.socket, path: str) -> bool:
+    """A client's check before it sends a request: the warm process at `path` runs as this user (a request holds
+    the client's environment). Said once when it does not."""
+    if same_user(conn):
+        return True
+    if path not in _reported:
+        _reported.add(path)
+        log.warning("autopilot: %s is served by another user (uid %s); nothing was sent to it, and the command "
+                    "runs cold. Remove the socket, or set TMPDIR to a folder of your own", path, peer_uid(conn))
+    return False
 
 
 def listening(path: str | None) -> bool:

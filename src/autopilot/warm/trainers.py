@@ -64,9 +64,11 @@ def serve(task: str, root: Path) -> None:
     server.settimeout(1.0)
     last_used = time.monotonic()
     waiters: list[threading.Thread] = []
+    clients: list[socket.socket] = []  # connections of running trainers' supervisors, closed by their waiters
     try:
         while True:
             waiters = [t for t in waiters if t.is_alive()]
+            clients = [c for c in clients if c.fileno() != -1]
             if waiters:
                 last_used = time.monotonic()  # a running trainer keeps the pool alive
             elif (time.monotonic() - last_used > idle_seconds or not root.is_dir()
@@ -83,9 +85,10 @@ def serve(task: str, root: Path) -> None:
             if protocol.source_fingerprint() != fingerprint:
                 protocol.decline(conn, {"error": "stale: the package changed since this pool started"})
                 break
-            waiter = _handle(conn, module, task, key)
+            waiter = _handle(conn, module, task, key, [server, *clients])
             if waiter is not None:
                 waiters.append(waiter)
+                clients.append(conn)
     finally:
         protocol.release(path, inode)
         server.close()
@@ -93,8 +96,12 @@ def serve(task: str, root: Path) -> None:
             t.join()
 
 
-def _handle(conn: socket.socket, module, task: str, key: str) -> threading.Thread | None:
-    """Fork one trainer for the request on `conn`; a thread reports its exit status when it ends."""
+def _handle(conn: socket.socket, module, task: str, key: str, others: list[socket.socket]) -> threading.Thread | None:
+    """Fork one trainer for the request on `conn`; a thread reports its exit status when it ends.
+
+    The trainer closes `others`, the pool's listening socket and the connections of other trainers' supervisors:
+    held open by a trainer, they would let clients queue at a pool that died (the socket file stays after a
+    SIGKILL) and keep a supervisor from seeing its pool's death."""
     from autopilot.warm.fork import run_child
 
     try:
@@ -115,6 +122,8 @@ def _handle(conn: socket.socket, module, task: str, key: str) -> threading.Threa
         return None
     pid = os.fork()
     if pid == 0:
+        for other in others:
+            other.close()
         try:  # the pid first: a client that gets no pid knows that no trainer started
             protocol.send(conn, {"pid": os.getpid()})
         except OSError:
@@ -214,6 +223,9 @@ def request(task: str, args: list[str], root: Path, log_path: Path) -> PooledTra
                 started = True
             time.sleep(0.05)
             continue
+        if not protocol.serves_us(conn, path):  # before the request: it carries this environment
+            conn.close()
+            return None
         message = {"key": key, "args": args, "cwd": str(root), "log": str(log_path), "env": dict(os.environ)}
         try:
             protocol.send(conn, message)
