@@ -99,11 +99,11 @@ def sent_to(pid: int, read: int) -> int:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="listening as another user needs root")
-@pytest.mark.parametrize("client", ["command", "pool"])
-def test_a_client_sends_nothing_to_a_warm_process_of_another_user(tmpdir_short, caplog, monkeypatch, client):
+@pytest.mark.parametrize("kind", ["command", "pool"])
+def test_a_client_sends_nothing_to_a_warm_process_of_another_user(tmpdir_short, caplog, monkeypatch, kind):
     monkeypatch.setenv("SOME_API_KEY", "sk-test-for-my-own-processes-only")
     caplog.set_level(logging.WARNING, logger="autopilot.warm.protocol")
-    if client == "command":
+    if kind == "command":
         path = protocol.socket_path("commands", protocol.key("commands"))
         pid, read = foreign_listener(path)
         assert client.run_warm(["judge", "--study", "s", "--run", "00001"]) is None  # runs cold instead
