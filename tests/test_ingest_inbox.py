@@ -194,15 +194,18 @@ def test_a_sidecar_without_its_file_waits(project):
 
 def test_a_file_that_changes_while_it_is_read_is_left_for_next_time(project, monkeypatch):
     path = drop(project, "growing.jsonl", GOOD * 1000)
+    writer = path.open("ab")  # a writer that paused longer than settle_seconds, and goes on through its descriptor
+    monkeypatch.setattr(inbox.files, "held_for_writing", lambda fd: None)  # a file system without leases (NFS)
     real = inbox.check_stream
 
     def check_and_append(stream, spec, settings):
-        with path.open("ab") as f:
-            f.write(GOOD)  # a writer that paused longer than settle_seconds, and goes on
+        writer.write(GOOD)
+        writer.flush()
         return real(stream, spec, settings)
 
     monkeypatch.setattr(inbox, "check_stream", check_and_append)
     outcomes = ingest_inbox(project, settings(), now=LATER)
+    writer.close()
     assert [(o.status, o.detail) for o in outcomes] == [("waiting", "changed while it was read")]
     assert path.read_bytes() == GOOD * 1001
     assert [p for p in every_file(project) if p != path] == []
@@ -230,7 +233,8 @@ def test_a_crash_before_the_link_leaves_the_file_in_the_inbox(project, monkeypat
     with pytest.raises(KeyboardInterrupt):
         ingest_inbox(project, settings(), now=LATER)
     monkeypatch.undo()
-    assert (project.inbox / "k.jsonl").read_bytes() == GOOD
+    assert every_file(project) == [project.ingesting / "k.jsonl"]  # claimed: in one place, whole
+    assert (project.ingesting / "k.jsonl").read_bytes() == GOOD
     outcomes = ingest_inbox(project, settings(), now=LATER)
     assert [o.status for o in outcomes] == ["accepted"]
     assert [p.parent.name for p in every_file(project)] == ["normal", "normal"]  # entry and report, once
@@ -243,11 +247,11 @@ def test_a_crash_after_the_link_is_completed_by_the_next_run_not_queued_twice(pr
     def killed(*args, **kwargs):
         raise KeyboardInterrupt  # killed after the entry was linked, before the inbox file was removed
 
-    monkeypatch.setattr(inbox, "_remove_source", killed)
+    monkeypatch.setattr(inbox.claim, "release", killed)
     with pytest.raises(KeyboardInterrupt):
         ingest_inbox(project, settings(), now=LATER)
     monkeypatch.undo()
-    assert (project.inbox / "k.jsonl").exists()
+    assert (project.ingesting / "k.jsonl").exists()
     assert ingest_inbox(project, settings(), now=LATER + 1) == []
     entries = queue.entries(project.queue_dir("low"))
     assert len(entries) == 1 and entries[0].read_bytes() == GOOD

@@ -1,6 +1,7 @@
 """The one place that knows the project's folder layout.
 
     <root>/inbox/                       dataset files dropped by people and scripts
+    <root>/inbox/.ingesting/            files ingest has claimed (renamed away from their name) while it reads them
     <root>/queue/{high,normal,low}/     validated dataset files, oldest first
     <root>/queue/{failed,processing,done}/
     <root>/control/{pause,stop,skip}    control files (their existence is the signal);
@@ -105,6 +106,7 @@ class Project:
     root: Path
 
     inbox = property(lambda self: self.root / "inbox")
+    ingesting = property(lambda self: self.root / "inbox" / ".ingesting")  # in the inbox: a rename always works
     queue = property(lambda self: self.root / "queue")
     runs = property(lambda self: self.root / "runs")
     control = property(lambda self: self.root / "control")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import click
@@ -59,11 +60,12 @@ def validate(ctx: click.Context, project: Project, file: Path, spec: str | None,
     (<name>.meta.yaml), else the study's ingest.default_spec. Exit status: 0 accepted, 1 rejected, 2 usage
     error (including an unknown spec or none at all).
     """
+    from autopilot.ingest import sidecar
     from autopilot.ingest.inbox import check_file, make_plan, sidecar_of
 
     settings = load_settings(project, study_name, level)
-    sidecar = sidecar_of(file)
-    plan = make_plan(file, sidecar if sidecar.is_file() else None, settings, spec)
+    side = sidecar_of(file)
+    plan = make_plan(sidecar.read(side) if os.path.lexists(side) else None, settings, spec)
     for kind, message in plan.problems:
         if kind in ("no_spec", "unknown_spec"):
             raise click.BadParameter(message, param_hint="--spec")

@@ -61,6 +61,7 @@ class Settings:
     default_spec: str | None
     default_priority: str
     settle_seconds: float
+    max_file_bytes: int
     max_chars: int
     max_line_bytes: int
     tokenizer: Path | None
@@ -76,6 +77,7 @@ class Settings:
             default_spec=block["default_spec"],
             default_priority=block["default_priority"],
             settle_seconds=block["settle_seconds"],
+            max_file_bytes=block["max_file_bytes"],
             max_chars=block["max_chars"],
             max_line_bytes=block["max_line_bytes"],
             tokenizer=root / block["tokenizer"] if block["tokenizer"] else None,

@@ -1,17 +1,25 @@
 """Reading the inbox: each settled file becomes one entry in queue/<priority>/ or queue/failed/, never two.
 
 For each name in inbox/, oldest first:
-    left alone  dotfiles, *.tmp, *.part, README.md, folders, files (or their sidecar) modified within the last
-                `settle_seconds`, a sidecar whose data file has not arrived
-    rejected    not a .jsonl; a symlink (never followed: its target is not touched); a bad sidecar; no spec or an
-                unknown one; a file that fails the checks of the study's level -> queue/failed/ with a reason
+    left alone  dotfiles, *.tmp, *.part, README.md, folders, FIFOs, sockets, files (or their sidecar) modified
+                within the last `settle_seconds`, a file another process still has open for writing, a sidecar
+                whose data file has not arrived
+    rejected    not a .jsonl; a symlink (never followed: its target is not touched); larger than
+                `max_file_bytes` (moved, never read); a bad sidecar (a link, a FIFO, too big, not UTF-8, not
+                YAML, aliases, too deep, not the schema); no spec or an unknown one; a file that fails the checks
+                of the study's level; a file whose ingest failed unexpectedly -> queue/failed/ with a reason
     accepted    -> queue/<priority>/ with a report
 
-The bytes are read once, and checked, hashed and copied into queue/.staging/ in the same pass. The copy is
-fsynced and hashed again from disk, and the source must not have changed meanwhile. The copy is then linked in
-under a name no entry has (its report or reason first), and only then are the inbox file and its sidecar
-removed. An intent file written before the link lets the next run complete or undo the move of a process
+A file is first claimed: renamed into inbox/.ingesting/ (see claim.py), so that nothing a producer does under
+its name afterwards can change it or be removed in its place. Its bytes are then read once, and checked, hashed
+and copied into queue/.staging/ in the same pass; the copy is fsynced and hashed again from disk, and the file
+must not have changed meanwhile (inode, size, modification time). The copy is linked in under a name no entry
+has (its report or reason first), and only then is the claimed file removed. A file that must wait goes back to
+the inbox. An intent file written before the link lets the next run complete or undo the move of a process
 killed half way, so nothing is lost and nothing is queued twice. One writer at a time (queue/.ingest.lock).
+
+One file never stops the ingest: a full disk leaves it in the inbox, and any other unexpected error in it
+moves it, unread, to queue/failed/ with the error as its reason; the other files are ingested as usual.
 
 Usage:
     settings = Settings.from_config(study.config["ingest"], project.root)
@@ -22,11 +30,13 @@ Usage:
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import io
 import json
 import logging
 import os
+import shutil
 import stat
 import time
 import uuid
@@ -34,13 +44,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from autopilot import fsio, schemas
 from autopilot.errors import AutopilotError, IngestError
-from autopilot.ingest import queue
+from autopilot.ingest import claim, files, queue, sidecar
 from autopilot.ingest.checks import Scan, Settings, check_stream
+from autopilot.ingest.claim import Claimed, identity
 from autopilot.ingest.queue import DATA_SUFFIX, META_SUFFIX, REASON_SUFFIX, REPORT_SUFFIX
+from autopilot.ingest.sidecar import Sidecar
 from autopilot.ingest.specs import Spec, load_spec
 from autopilot.paths import Project
 
@@ -48,9 +58,12 @@ log = logging.getLogger(__name__)
 
 PARTIAL = (".tmp", ".part")  # still being written by scp, rsync, curl or a generator
 INTENT = ".ingest.intent.json"
-MAX_SIDECAR_BYTES = 64 * 1024
+STAGING_RESERVE = 64 * 1024 * 1024  # left free on queue's disk by a copy: checkpoints and logs are written too
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 NOT_JSONL = ("not_jsonl", f"not a {DATA_SUFFIX} file; ingest takes JSON-lines files named <name>{DATA_SUFFIX} "
                           f"(rename it if it is one)")
+STILL_WRITTEN = ("still open for writing by another process; producers: write to <name>.tmp (or a dotfile), "
+                 "then rename it")
 
 
 @dataclass(frozen=True)
@@ -67,11 +80,12 @@ class Plan:
 
     spec: Spec | None = None
     priority: str | None = None
-    sidecar: Path | None = None
-    sidecar_sha256: str | None = None
-    meta: dict | None = None
-    meta_text: str | None = None
+    sidecar: Sidecar | None = None
     problems: list[tuple[str, str]] = field(default_factory=list)  # (kind, message): rejects the file
+
+    @property
+    def meta(self) -> dict | None:
+        return self.sidecar.meta if self.sidecar else None
 
 
 # ---------------------------------------------------------------- the inbox
@@ -81,7 +95,8 @@ def ingest_inbox(project: Project, settings: Settings, now: float | None = None)
     project.inbox.mkdir(parents=True, exist_ok=True)
     with queue.writer_lock(project):
         recover(project)
-        outcomes = [ingest_path(project, path, settings, now) for path in candidates(project.inbox)]
+        outcomes = [ingest_safely(project, path, settings, now) for path in candidates(project.inbox)]
+        claim.tidy(project)
     return [o for o in outcomes if o is not None]
 
 
@@ -98,37 +113,94 @@ def candidates(inbox: Path) -> list[Path]:
     return [inbox / name for _, name in sorted(found)]
 
 
+def ingest_safely(project: Project, path: Path, settings: Settings, now: float | None = None) -> Outcome | None:
+    """`ingest_path`, except that an error in this file fails this file only, never the whole ingest."""
+    try:
+        return ingest_path(project, path, settings, now)
+    except Exception as error:  # one file's surprise must not stop every later file and the night's training
+        log.error("ingest of %s failed: %s", printable(path.name), error, exc_info=True)
+        try:
+            recover(project)  # whatever was half done is undone: the file is back in the inbox, nothing published
+            if isinstance(error, OSError) and error.errno in DISK_FULL:
+                return Outcome(printable(path.name), "waiting", detail="no space left on the queue's disk while it "
+                                                                       "was copied; left in the inbox")
+            if isinstance(error, PermissionError):
+                return Outcome(printable(path.name), "waiting", detail="cannot be read (permission denied); left "
+                                                                       "in the inbox")
+            problem = ("internal_error", f"ingest failed on this file with {type(error).__name__}: "
+                                         f"{str(error)[:300]}; it was not checked, and is kept here byte for byte "
+                                         f"(the ingest log has the details): `autopilot queue retry` it once the "
+                                         f"cause is fixed")
+            return reject_unread(project, path, settings, now, problem)
+        except Exception:
+            log.exception("%s: could not be moved to queue/failed/ either; it stays in the inbox", path.name)
+            _recover_quietly(project)
+            return Outcome(printable(path.name), "waiting", detail=f"ingest failed ({type(error).__name__}: "
+                                                                   f"{str(error)[:200]}); left in the inbox")
+
+
 def ingest_path(project: Project, path: Path, settings: Settings, now: float | None = None) -> Outcome | None:
     """Take one inbox file if it is ready; None when it is gone or is a sidecar that travels with its file."""
-    name = path.name
-    try:
-        st = path.lstat()
-    except FileNotFoundError:
+    name, st = path.name, _lstat(path)
+    if st is None:
         return None
     if name.endswith(META_SUFFIX):
         data = path.with_name(name.removesuffix(META_SUFFIX) + DATA_SUFFIX)
         return None if os.path.lexists(data) else Outcome(name, "waiting", detail="sidecar without its data file")
     if name.endswith(PARTIAL):
         return Outcome(name, "waiting", detail="still being written (.tmp, .part)")
-    if stat.S_ISLNK(st.st_mode):
-        return _reject_symlink(project, path, settings, now)
-    if not stat.S_ISREG(st.st_mode):
-        return Outcome(name, "waiting", detail="not a regular file; left alone")
-    sidecar = sidecar_of(path)
-    if not settled(st, settings, now) or (sidecar.is_file() and not settled(sidecar.lstat(), settings, now)):
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+        return Outcome(name, "waiting", detail=f"{files.kind(st.st_mode)}, not a regular file; left alone")
+    side_path = sidecar_of(path) if name.endswith(DATA_SUFFIX) else None
+    side_st = _lstat(side_path) if side_path else None
+    if not settled(st, settings, now) or (side_st and not settled(side_st, settings, now)):
         return Outcome(name, "waiting", detail=f"modified within the last {settings.settle_seconds:g} s")
-    if name.endswith(DATA_SUFFIX):
-        plan = make_plan(path, sidecar if os.path.lexists(sidecar) else None, settings)
-    else:
-        plan = Plan(problems=[NOT_JSONL])
+    data = claim.take(project, name, st)
+    if data is None:
+        return None if _lstat(path) is None else Outcome(name, "waiting", detail="changed before it could be read")
+    side, side_problem = None, None
+    if side_st is not None and stat.S_ISDIR(side_st.st_mode):
+        side_problem = sidecar.unreadable(side_path.name, "a directory (left in inbox/)")
+    elif side_st is not None:
+        side = claim.take(project, side_path.name, side_st)
+    return ingest_claimed(project, data, side, side_problem, settings, now)
+
+
+def ingest_claimed(project: Project, data: Claimed, side: Claimed | None, side_problem: Sidecar | None,
+                   settings: Settings, now: float | None) -> Outcome:
+    """Check and queue a claimed file (and its claimed sidecar), or give them back to wait."""
+    claimed = [data, side] if side else [data]
+    if stat.S_ISLNK(data.st.st_mode):
+        return move_to_failed(project, claimed, Plan(problems=[_symlink_problem(data.path)]), settings, now)
     try:
-        return take(project, path, st, plan, settings, now)
-    except FileNotFoundError as e:  # removed by someone else meanwhile: nothing of ours to lose
-        log.warning("%s disappeared while it was ingested (%s)", name, e)
-        return None
-    except PermissionError as e:
-        log.error("%s cannot be read (%s); left in the inbox", name, e)
-        return Outcome(name, "waiting", detail="cannot be read (permission denied); left alone")
+        fd = files.open_regular(data.path)
+    except files.NotRegular:
+        return _wait(project, claimed, "changed before it could be read")
+    with open(fd, "rb", buffering=0) as source:
+        if identity(os.fstat(fd)) != identity(data.st):
+            return _wait(project, claimed, "changed before it could be read")
+        if files.held_for_writing(fd):
+            return _wait(project, claimed, STILL_WRITTEN)
+        if not data.name.endswith(DATA_SUFFIX):
+            plan = Plan(problems=[NOT_JSONL])
+        else:
+            plan = make_plan(_read_claimed_sidecar(side) if side else side_problem, settings)
+        if data.st.st_size > settings.max_file_bytes:
+            plan.problems.append(("too_large", f"{data.st.st_size} bytes, more than ingest.max_file_bytes="
+                                               f"{settings.max_file_bytes}; it was moved here unread (split it, "
+                                               f"or raise the setting and `autopilot queue retry` it)"))
+            return move_to_failed(project, claimed, plan, settings, now)
+        return copy_to_queue(project, source, claimed, plan, settings, now)
+
+
+def _read_claimed_sidecar(side: Claimed) -> Sidecar:
+    found = sidecar.read(side.path)
+    return found if side.unchanged() else Sidecar(side.name, problem="changed while it was read")
+
+
+def _wait(project: Project, claimed: list[Claimed], why: str) -> Outcome:
+    claim.give_back(project, claimed)
+    return Outcome(claimed[0].name, "waiting", detail=why)
 
 
 def sidecar_of(path: Path) -> Path:
@@ -157,22 +229,27 @@ def summarize(outcomes: list[Outcome]) -> str:
     return "ingest: " + ", ".join(parts)
 
 
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
 # ---------------------------------------------------------------- one file
 
-def make_plan(path: Path, sidecar: Path | None, settings: Settings, spec: str | None = None,
+def make_plan(found: Sidecar | None, settings: Settings, spec: str | None = None,
               priority: str | None = None) -> Plan:
     """Spec and priority (argument, else sidecar, else the study's defaults), and what rejects the file outright."""
-    plan = Plan(sidecar=sidecar)
-    if sidecar is not None:
-        problem = read_sidecar(plan, sidecar)
-        if problem:
-            plan.problems.append(("sidecar", f"{sidecar.name}: {problem}"))
+    plan = Plan(sidecar=found)
+    if found is not None and found.problem:
+        plan.problems.append(("sidecar", f"{found.name}: {found.problem}"))
     meta = plan.meta or {}
     plan.priority = priority or meta.get("priority") or settings.default_priority
     name = spec or meta.get("spec") or settings.default_spec
     if name is None and not plan.problems:
-        plan.problems.append(("no_spec", f"no dataset spec: drop {sidecar_of(path).name} with `spec: <name>` "
-                                         f"beside it, or set ingest.default_spec in the study config"))
+        plan.problems.append(("no_spec", "no dataset spec: drop <name>.meta.yaml with `spec: <spec>` beside it, "
+                                         "or set ingest.default_spec in the study config"))
     elif name is not None:
         try:
             plan.spec = load_spec(name)
@@ -181,59 +258,71 @@ def make_plan(path: Path, sidecar: Path | None, settings: Settings, spec: str | 
     return plan
 
 
-def read_sidecar(plan: Plan, sidecar: Path) -> str | None:
-    """Fill the plan's meta from `<name>.meta.yaml`; the problem with it, if any."""
-    if sidecar.is_symlink() or not sidecar.is_file():
-        return "a sidecar must be a regular file (links are not followed)"
-    data = sidecar.read_bytes()
-    plan.sidecar_sha256 = hashlib.sha256(data).hexdigest()
-    if len(data) > MAX_SIDECAR_BYTES:
-        return f"{len(data)} bytes; a sidecar holds a few keys (at most {MAX_SIDECAR_BYTES} bytes)"
-    try:
-        text = data.decode("utf-8")
-        meta = yaml.safe_load(text)
-    except (UnicodeDecodeError, yaml.YAMLError) as e:
-        return f"not valid UTF-8 YAML ({str(e).splitlines()[0]})"
-    meta = {} if meta is None else meta
-    found = schemas.problems(meta, "dataset_meta") if isinstance(meta, dict) else ["(top level): not a mapping"]
-    if found:
-        return "does not match schemas/dataset_meta.schema.yaml: " + "; ".join(found[:5])
-    plan.meta, plan.meta_text = meta, text
-    return None
-
-
-def take(project: Project, path: Path, st: os.stat_result, plan: Plan, settings: Settings,
-         now: float | None = None) -> Outcome:
-    """Check and copy one inbox file, publish it as accepted or rejected, then remove it from the inbox."""
-    copied = copy_and_check(project, path, st, plan, settings)
+def copy_to_queue(project: Project, source: io.RawIOBase, claimed: list[Claimed], plan: Plan, settings: Settings,
+                  now: float | None = None) -> Outcome:
+    """Check and copy a claimed file, publish it as accepted or rejected, then remove what was claimed."""
+    data = claimed[0]
+    free = free_bytes(queue.staging(project))
+    if free < data.st.st_size + STAGING_RESERVE:
+        return _wait(project, claimed, f"not enough free space for a copy in queue/ ({data.st.st_size} bytes and "
+                                       f"{STAGING_RESERVE // 2**20} MiB to spare needed, {free} free); left in the "
+                                       f"inbox")
+    copied = copy_and_check(project, source, data.st, data.path, plan, settings)
     if isinstance(copied, str):
-        return Outcome(path.name, "waiting", detail=copied)
+        return _wait(project, claimed, copied)
     staged, digest, nbytes, scan = copied
     folder = project.queue_dir(plan.priority) if scan.accepted else project.failed
-    extras = {}
-    if not scan.accepted and plan.sidecar is not None and not plan.sidecar.is_symlink():
-        extras[META_SUFFIX] = _stage_copy(project, plan.sidecar)
+    extras = {META_SUFFIX: stage_by_link(project, claimed[1])} if len(claimed) > 1 and not scan.accepted else {}
+    return publish(project, claimed, folder, staged, extras, plan, scan, settings, digest, nbytes, now)
+
+
+def move_to_failed(project: Project, claimed: list[Claimed], plan: Plan, settings: Settings,
+                   now: float | None = None) -> Outcome:
+    """Reject a claimed file without reading it: the file itself (a link stays a link) is linked into failed/."""
+    staged = stage_by_link(project, claimed[0])
+    extras = {META_SUFFIX: stage_by_link(project, claimed[1])} if len(claimed) > 1 else {}
+    scan = _check(None, plan, settings)
+    size = claimed[0].st.st_size if stat.S_ISREG(claimed[0].st.st_mode) else 0
+    return publish(project, claimed, project.failed, staged, extras, plan, scan, settings, None, size, now)
+
+
+def reject_unread(project: Project, path: Path, settings: Settings, now: float | None,
+                  problem: tuple[str, str]) -> Outcome | None:
+    """Claim an inbox file (and its sidecar) again and move it, unread, to failed/ with `problem` as the reason."""
+    st = _lstat(path)
+    if st is None:
+        return None
+    data = claim.take(project, path.name, st)
+    if data is None:
+        return None
+    claimed = [data]
+    side_path = sidecar_of(path)
+    side_st = _lstat(side_path) if path.name.endswith(DATA_SUFFIX) else None
+    if side_st is not None and not stat.S_ISDIR(side_st.st_mode):
+        side = claim.take(project, side_path.name, side_st)
+        claimed += [side] if side else []
+    return move_to_failed(project, claimed, Plan(problems=[problem]), settings, now)
+
+
+def publish(project: Project, claimed: list[Claimed], folder: Path, staged: Path, extras: dict[str, Path],
+            plan: Plan, scan: Scan, settings: Settings, digest: str | None, nbytes: int,
+            now: float | None) -> Outcome:
+    """Link the staged file into `folder` with its report or reason (after an intent), then release the claim."""
+    source = claimed[0].name
     ingest_id, ms = uuid.uuid4().hex, queue.now_ms(now)
-    write_intent(project, id=ingest_id, ms=ms, source=path.name, sha256=digest, link=None,
-                 sidecar=plan.sidecar.name if plan.sidecar else None, sidecar_sha256=plan.sidecar_sha256)
+    write_intent(project, id=ingest_id, ms=ms, source=source,
+                 claimed=[{"name": c.name, "identity": list(identity(c.st))} for c in claimed])
 
     def document(name: str) -> dict:
-        return build_document(project, name, path.name, plan, scan, settings, digest, nbytes, ingest_id, now)
+        return build_document(project, name, source, plan, scan, settings, digest, nbytes, ingest_id, now)
 
     suffix = REPORT_SUFFIX if scan.accepted else REASON_SUFFIX
-    entry = queue.publish(project, folder, path.name, staged, document, suffix, extras, ms)
-    _remove_source(project, path, plan)
-    status = "accepted" if scan.accepted else "rejected"
-    log.info("%s %s -> %s: %s", status, path.name, entry.relative_to(project.queue), scan.summary())
-    return Outcome(path.name, status, entry, scan.summary())
-
-
-def _remove_source(project: Project, path: Path, plan: Plan) -> None:
-    os.unlink(path)
-    if plan.sidecar is not None and _same_file(plan.sidecar, plan.sidecar_sha256, None):
-        os.unlink(plan.sidecar)
-    fsio.fsync_path(project.inbox)
+    entry = queue.publish(project, folder, source, staged, document, suffix, extras, ms)
+    claim.release(project, claimed)
     (project.queue / INTENT).unlink(missing_ok=True)
+    status = "accepted" if scan.accepted else "rejected"
+    log.info("%s %s -> %s: %s", status, printable(source), entry.relative_to(project.queue), scan.summary())
+    return Outcome(source, status, entry, scan.summary())
 
 
 class _Tee(io.RawIOBase):
@@ -257,13 +346,12 @@ class _Tee(io.RawIOBase):
         return n
 
 
-def copy_and_check(project: Project, path: Path, st: os.stat_result, plan: Plan, settings: Settings):
-    """(staged copy, sha256, bytes, scan), or why the file must wait (a string) if it changed while read."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with open(fd, "rb", buffering=0) as source:
-        if _identity(os.fstat(fd)) != _identity(st):
-            return "changed before it could be read"
-        staged = queue.temp_file(queue.staging(project))
+def copy_and_check(project: Project, source: io.RawIOBase, st: os.stat_result, path: Path, plan: Plan,
+                   settings: Settings):
+    """(staged copy, sha256, bytes, scan) of an open file, or why it must wait (a string) if it changed while
+    read: the descriptor and the name `path` must still show the file that was looked at (`st`)."""
+    staged = queue.temp_file(queue.staging(project))
+    try:
         with staged.open("wb") as sink:
             tee = _Tee(source, sink)
             stream = io.BufferedReader(tee, buffer_size=queue.CHUNK)
@@ -272,8 +360,12 @@ def copy_and_check(project: Project, path: Path, st: os.stat_result, plan: Plan,
                 pass
             sink.flush()
             os.fsync(sink.fileno())
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
     digest = tee.sha256.hexdigest()
-    if _identity(os.lstat(path)) != _identity(st) or tee.count != st.st_size:
+    now_fd, now_name = identity(os.fstat(source.fileno())), _lstat(path)
+    if now_fd != identity(st) or now_name is None or identity(now_name) != identity(st) or tee.count != st.st_size:
         staged.unlink()
         return "changed while it was read"
     if queue.sha256_file(staged) != digest:
@@ -283,8 +375,8 @@ def copy_and_check(project: Project, path: Path, st: os.stat_result, plan: Plan,
     return staged, digest, tee.count, scan
 
 
-def _identity(st: os.stat_result) -> tuple:
-    return st.st_ino, st.st_size, st.st_mtime_ns
+def free_bytes(folder: Path) -> int:
+    return shutil.disk_usage(folder).free
 
 
 def _check(stream: io.BufferedReader | None, plan: Plan, settings: Settings) -> Scan:
@@ -296,33 +388,41 @@ def _check(stream: io.BufferedReader | None, plan: Plan, settings: Settings) -> 
     return scan
 
 
+def stage_by_link(project: Project, claimed: Claimed) -> Path:
+    """A name in queue/.staging/ for the claimed file itself (a hard link: no copy, whatever its size or kind);
+    across file systems a verified copy, of a regular file or of a link."""
+    target = queue.staging(project) / f".{uuid.uuid4().hex}.tmp"
+    try:
+        os.link(claimed.path, target, follow_symlinks=False)
+        return target
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+    if stat.S_ISLNK(claimed.st.st_mode):
+        os.symlink(os.readlink(claimed.path), target)
+        return target
+    if not stat.S_ISREG(claimed.st.st_mode):
+        raise IngestError(f"{claimed.name} is {files.kind(claimed.st.st_mode)}: it cannot be moved to queue/, "
+                          f"which is on another file system; remove it from the inbox")
+    return _stage_copy(project, claimed.path)
+
+
 def _stage_copy(project: Project, path: Path) -> Path:
-    staged = queue.temp_file(queue.staging(project), path.read_bytes())
+    staged = queue.temp_file(queue.staging(project))
+    with path.open("rb") as f, staged.open("wb") as out:
+        shutil.copyfileobj(f, out, queue.CHUNK)
+        out.flush()
+        os.fsync(out.fileno())
     if queue.sha256_file(staged) != queue.sha256_file(path):
         staged.unlink()
         raise IngestError(f"{path}: its copy did not verify (disk problem?); nothing was moved")
     return staged
 
 
-def _reject_symlink(project: Project, path: Path, settings: Settings, now: float | None) -> Outcome:
-    """Move the link itself (never what it points to) to queue/failed/ with the reason."""
-    target = os.readlink(path)
-    staged = queue.staging(project) / f".{uuid.uuid4().hex}.link.tmp"
-    os.symlink(target, staged)
-    plan = Plan(problems=[("symlink", f"a symbolic link (to {printable(target)}); links are never followed, and "
-                                      f"what they point to is not touched: put the file itself into inbox/")])
-    scan = _check(None, plan, settings)
-    ingest_id, ms = uuid.uuid4().hex, queue.now_ms(now)
-    write_intent(project, id=ingest_id, ms=ms, source=path.name, sha256=None, link=target, sidecar=None,
-                 sidecar_sha256=None)
-
-    def document(name: str) -> dict:
-        return build_document(project, name, path.name, plan, scan, settings, None, 0, ingest_id, now)
-
-    entry = queue.publish(project, project.failed, path.name, staged, document, REASON_SUFFIX, ms=ms)
-    _remove_source(project, path, plan)
-    log.info("rejected %s -> %s: symbolic link", path.name, entry.relative_to(project.queue))
-    return Outcome(path.name, "rejected", entry, scan.summary())
+def _symlink_problem(path: Path) -> tuple[str, str]:
+    target = printable(os.readlink(path))
+    return ("symlink", f"a symbolic link (to {target}); links are never followed, and what they point to is not "
+                       f"touched: put the file itself into inbox/")
 
 
 # ---------------------------------------------------------------- reports and reasons
@@ -339,7 +439,7 @@ def build_document(project: Project, name: str, source: str, plan: Plan, scan: S
     }
     if scan.accepted:
         doc |= {"warnings": found["warnings"], "skipped": found["skipped"], "meta": plan.meta,
-                "meta_yaml": plan.meta_text}
+                "meta_yaml": plan.sidecar.text if plan.sidecar else None}
     else:
         doc |= {"reason": scan.summary(), "findings": found["findings"], "warnings": found["warnings"],
                 "meta": plan.meta, "meta_yaml": None}
@@ -377,21 +477,37 @@ def write_intent(project: Project, **intent) -> None:
 
 
 def recover(project: Project) -> None:
-    """Finish or undo the move of a killed ingest (from its intent file), then drop stale staged copies."""
+    """Finish or undo the move of a killed ingest (from its intent file): what was published is removed from the
+    claim area, everything else in it goes back to the inbox; then stale staged copies are dropped."""
     intent_path = project.queue / INTENT
     if intent_path.exists():
         intent = fsio.read_json(intent_path)
         if _published(project, intent):
-            log.warning("completing the interrupted ingest of %s", intent["source"])
-            source = project.inbox / intent["source"]
-            if _same_file(source, intent["sha256"], intent["link"]):
-                os.unlink(source)
-            if intent["sidecar"] and _same_file(project.inbox / intent["sidecar"], intent["sidecar_sha256"], None):
-                os.unlink(project.inbox / intent["sidecar"])
-        fsio.fsync_path(project.inbox)
+            log.warning("completing the interrupted ingest of %s", printable(intent["source"]))
+            _remove_published(project, intent)
         intent_path.unlink()
+    claim.give_back_all(project)
     for stale in queue.staging(project).iterdir():
         stale.unlink()
+
+
+def _recover_quietly(project: Project) -> None:
+    try:
+        recover(project)
+    except Exception:
+        log.exception("recovery after a failed ingest failed too; the next ingest tries again")
+
+
+def _remove_published(project: Project, intent: dict) -> None:
+    """Remove the claimed files of a published entry, each only if it is still the version that was read."""
+    for item in intent.get("claimed", []):
+        path = project.ingesting / item["name"]
+        st = _lstat(path)
+        if st is not None and list(identity(st)) == item["identity"]:
+            os.unlink(path)
+    if "claimed" not in intent:  # an intent of a version that read files in place: they are in the inbox
+        log.warning("%s: left in the inbox (an interrupted ingest of an older version queued it; remove it by "
+                    "hand if its entry in queue/ is complete)", printable(intent["source"]))
 
 
 def _published(project: Project, intent: dict) -> bool:
@@ -416,29 +532,24 @@ def _published(project: Project, intent: dict) -> bool:
     return False
 
 
-def _same_file(path: Path, sha256: str | None, link: str | None) -> bool:
-    """Whether `path` still holds what was ingested (so that removing it loses nothing)."""
-    if link is not None:
-        return path.is_symlink() and os.readlink(path) == link
-    return path.is_file() and not path.is_symlink() and sha256 is not None and queue.sha256_file(path) == sha256
-
-
-# ---------------------------------------------------------------- queue add
+# ---------------------------------------------------------------- queue add, validate
 
 def add_file(project: Project, path: Path, settings: Settings, spec: str | None = None,
              priority: str | None = None, now: float | None = None) -> tuple[Outcome, Scan]:
     """Check a file from anywhere and, if it passes, queue a copy (the file itself is left where it is)."""
     path = Path(path).resolve()  # a link given on the command line is followed: the person chose it
-    if not path.is_file():
-        raise IngestError(f"{path}: not a file")
     if not path.name.endswith(DATA_SUFFIX):
         raise IngestError(f"{path}: {NOT_JSONL[1]}")
     if path.parent == project.inbox.resolve():
         raise IngestError(f"{path} is in inbox/ already: the next ingest takes it (`autopilot ingest`)")
-    sidecar = sidecar_of(path)
-    plan = make_plan(path, sidecar if sidecar.is_file() else None, settings, spec, priority)
-    with queue.writer_lock(project):
-        copied = copy_and_check(project, path, path.stat(), plan, settings)
+    side = sidecar_of(path)
+    plan = make_plan(sidecar.read(side) if os.path.lexists(side) else None, settings, spec, priority)
+    with queue.writer_lock(project), open(files.open_regular(path), "rb", buffering=0) as source:
+        st = os.fstat(source.fileno())
+        if st.st_size > settings.max_file_bytes:
+            raise IngestError(f"{path}: {st.st_size} bytes, more than ingest.max_file_bytes="
+                              f"{settings.max_file_bytes}; split it or raise the setting")
+        copied = copy_and_check(project, source, st, path, plan, settings)
         if isinstance(copied, str):
             raise IngestError(f"{path}: {copied}; try again when it is complete")
         staged, digest, nbytes, scan = copied
@@ -457,6 +568,6 @@ def add_file(project: Project, path: Path, settings: Settings, spec: str | None 
 
 
 def check_file(path: Path, spec: Spec, settings: Settings) -> Scan:
-    """Check a file without queueing it (`autopilot validate`)."""
-    with Path(path).open("rb", buffering=queue.CHUNK) as f:
+    """Check a file without queueing it (`autopilot validate`); a FIFO or a device is refused, never read."""
+    with open(files.open_regular(Path(path)), "rb", buffering=queue.CHUNK) as f:
         return check_stream(f, spec, settings)
