@@ -12,10 +12,12 @@ import urllib.error
 import urllib.request
 
 import pytest
+from click.testing import CliRunner
 from conftest import VENV_BIN, env, make_project
 from ops_study import Dom, chromium, entry, write_history
 
 from autopilot import fsio
+from autopilot.cli import main
 from autopilot.ops import monitor, report
 from autopilot.paths import Project
 from autopilot.study import Study
@@ -81,6 +83,61 @@ def test_the_endpoints_serve_status_history_and_the_current_runs_curve(served, s
     assert get(served + "nope")[0] == 404
 
 
+def get_with_host(url: str, host: str) -> tuple[int, dict]:
+    request = urllib.request.Request(url, headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.mark.parametrize("host", ["evil.example.com:8765", "evil.example.com", "127.0.0.1.evil.example.com",
+                                  "localhost.evil.example.com:80", "192.168.1.5:8765", "[::2]:8765"])
+def test_a_foreign_host_header_is_refused_against_dns_rebinding(served, host):
+    code, body = get_with_host(served + "api/status", host)
+    assert code == 403 and "not this machine's loopback name" in body["error"]
+    assert get_with_host(served, host)[0] == 403
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:8765", "localhost:9000", "LOCALHOST", "[::1]:8765", "127.0.0.1"])
+def test_loopback_host_headers_are_served_whatever_the_port_of_a_tunnel(served, host):
+    code, body = get_with_host(served + "api/status", host)
+    assert code == 200 and body["study"] == "digits_cnn"
+
+
+@pytest.mark.parametrize("content, says", [
+    ('{"phase": "train", "study": "digits_cnn", "run": "00005", "seed_index": 0, "step": NaN, "heartbeat": 1}',
+     "step: nan is not a finite number"),
+    ('{"phase": "train", "study": "digits_cnn", "run": "00005", "seed_index": 0, "step": 3, "loss": NaN, '
+     '"heartbeat": Infinity}', "loss: nan is not a finite number; heartbeat: inf is not a finite number"),
+    ('{"phase": "train", "study": "digits_cnn", "run": "00005", "seed_index": 0, "step": 3, "heartbeat": "soon"}',
+     "heartbeat: 'soon' is not of type 'number'"),
+    ('{"phase": "train", "study": "digits_cnn", "run": 5, "seed_index": "one", "step": 3, "heartbeat": 1}',
+     "run: 5 is not of type 'string'; seed_index: 'one' is not of type 'integer'"),
+    ('{"phase": "dancing", "study": "digits_cnn", "run": "00005", "seed_index": 0, "step": 3, "heartbeat": 1}',
+     "phase: 'dancing' is not one of"),
+    ('["not", "an", "object"]', "(top level): ['not', 'an', 'object'] is not of type 'object'"),
+    ('{"phase": "tra', "not valid JSON"),
+])
+def test_a_malformed_status_json_is_reported_field_by_field_not_a_500(served, study, content, says):
+    study.project.status.write_text(content)
+    code, body = get_with_host(served + "api/status", "127.0.0.1")
+    assert code == 200, body
+    assert body["live"]["problem"].startswith("status/status.json") and says in body["live"]["problem"]
+    assert body["live"]["active"] is False and "step" not in body["live"]
+    assert get_with_host(served + "api/curve", "127.0.0.1") == (200, {"run_id": None, "seed_index": None,
+                                                                      "points": []})
+    result = CliRunner().invoke(main, ["--root", str(study.project.root), "status"], catch_exceptions=False)
+    assert result.exit_code == 0 and "unknown: status/status.json is malformed" in result.output
+
+
+def test_an_error_in_an_endpoint_is_a_json_500_that_names_it(served, monkeypatch):
+    monkeypatch.setattr(monitor, "history_data", lambda study: 1 / 0)
+    code, body = get_with_host(served + "api/history", "127.0.0.1")
+    assert code == 500 and body["error"] == "/api/history: ZeroDivisionError: division by zero"
+
+
 def test_it_binds_to_localhost_only(study):
     server = monitor.make_server(study, port=0)
     try:
@@ -138,6 +195,12 @@ def test_the_live_page_draws_the_current_run_and_the_study_in_chromium(served, s
     fsio.atomic_write_json(status, {**fsio.read_json(status), "heartbeat": time.time() - 600})
     dom = Dom(chromium(served, tmp_path / "chromium", wait_ms=2500))
     assert "hidden" not in dom.by_id("stale")["attrs"] and re.fullmatch(r"10m0\ds ago", dom.text("heartbeat"))
+
+    status.write_text('{"phase": "train", "study": "digits_cnn", "run": "00005", "seed_index": 0, "step": NaN}')
+    dom = Dom(chromium(served, tmp_path / "chromium", wait_ms=2500))  # a damaged status.json: said, not a blank page
+    assert dom.text("phase") == "unknown" and "hidden" not in dom.by_id("problem")["attrs"]
+    assert dom.text("problem").startswith("status/status.json is malformed: step: nan is not a finite number")
+    assert dom.text("best-run") == "00002"
 
 
 def test_monitor_page_has_no_outside_references():

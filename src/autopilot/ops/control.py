@@ -20,12 +20,14 @@ Usage:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 
-from autopilot import fsio, holds
+from autopilot import fsio, holds, schemas
 from autopilot.clock import now_iso
 from autopilot.enums import ACTIVE_PHASES
+from autopilot.errors import AutopilotError
 from autopilot.journal import record
 from autopilot.paths import Project, StudyPaths
 from autopilot.study import Study
@@ -37,14 +39,37 @@ HOLDS = ("pause", "stop", "stop-after-run")  # what `resume` removes (a pending 
 
 
 def read_status(project: Project) -> dict | None:
-    """status/status.json, or None when there is none (or it cannot be read)."""
-    if not project.status.exists():
-        return None
+    """status/status.json, or None when there is none, or it cannot be read or is malformed (logged)."""
+    status, problem = check_status(project)
+    if problem:
+        log.warning("%s", problem)
+    return status
+
+
+def check_status(project: Project) -> tuple[dict | None, str | None]:
+    """(status.json, None) when it is well formed; (None, what is wrong with it, field by field) when it is not;
+    (None, None) when there is none. A damaged status file must never break `status`, `watch` or the monitor."""
+    path = project.status
+    if not path.exists():
+        return None, None
+    where = path.relative_to(project.root)
     try:
-        return fsio.read_json(project.status)
-    except Exception as e:  # a damaged status file must not break `autopilot status`
-        log.warning("%s", e)
-        return None
+        status = fsio.read_json(path)
+    except AutopilotError as e:
+        return None, f"{where} is malformed: {str(e).removeprefix(f'{path}: ')}"
+    not_finite = _not_finite(status)
+    found = [*(f"{key}: {value} is not a finite number" for key, value in not_finite.items()),
+             *(p for p in schemas.problems(status, "status") if p.split(":", 1)[0] not in not_finite)]
+    if found:
+        return None, f"{where} is malformed: " + "; ".join(found[:5])
+    return status, None
+
+
+def _not_finite(status) -> dict:
+    """NaN and Infinity parse as JSON numbers in Python, and a JSON Schema `number` takes them."""
+    if not isinstance(status, dict):
+        return {}
+    return {key: value for key, value in status.items() if isinstance(value, float) and not math.isfinite(value)}
 
 
 def live_run(project: Project, now: float | None = None) -> dict | None:

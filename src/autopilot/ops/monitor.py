@@ -6,7 +6,11 @@
     GET /api/curve     the loss curve of the run in status.json ({"run_id": null, ...} when it is another study's)
 
 The standard library's threading HTTP server; it reads files only, so it can run beside the loop at any time.
-It binds to 127.0.0.1 alone: reach it from elsewhere through an SSH tunnel.
+It binds to 127.0.0.1 alone: reach it from elsewhere through an SSH tunnel. It answers only requests whose
+Host header names the loopback (127.0.0.1, localhost, [::1], any port: an `ssh -L` tunnel may use another):
+a web page whose own host name an attacker re-points to 127.0.0.1 (DNS rebinding) gets 403, not the study.
+A malformed status.json is reported field by field in /api/status (`live.problem`); any other error is a JSON
+500 that names it, never a dropped connection.
 
 Usage:
     server = make_server(study, port=8765); server.serve_forever()
@@ -27,6 +31,7 @@ from autopilot.study import Study
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")  # what a browser sends as Host for this machine
 REFRESH_SECONDS = 2
 MAX_RUNS = 1000  # runs drawn on the live page (the report draws all)
 
@@ -54,15 +59,27 @@ class Handler(BaseHTTPRequestHandler):
     study: Study  # set on the subclass that make_server builds
 
     def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+        host = self.headers.get("Host")
+        if host is not None and not is_loopback(host):
+            self.send_error_json(HTTPStatus.FORBIDDEN, f"Host {host!r} is not this machine's loopback name: the "
+                                                       f"monitor answers only {', '.join(LOOPBACK_NAMES)}")
+            return
         path = self.path.split("?", 1)[0]
         routes = {"/api/status": lambda: status.snapshot(self.study), "/api/history": lambda: history_data(self.study),
                   "/api/curve": lambda: curve_data(self.study)}
-        if path in ("/", "/index.html"):
-            self.send(HTTPStatus.OK, page().encode(), "text/html; charset=utf-8")
-        elif path in routes:
-            self.send(HTTPStatus.OK, json.dumps(routes[path](), allow_nan=False).encode(), "application/json")
-        else:
-            self.send(HTTPStatus.NOT_FOUND, b'{"error": "not found"}', "application/json")
+        try:
+            if path in ("/", "/index.html"):
+                self.send(HTTPStatus.OK, page().encode(), "text/html; charset=utf-8")
+            elif path in routes:
+                self.send(HTTPStatus.OK, json.dumps(routes[path](), allow_nan=False).encode(), "application/json")
+            else:
+                self.send_error_json(HTTPStatus.NOT_FOUND, "not found")
+        except Exception as e:  # a file the loop wrote oddly must not take the page down: say what broke
+            log.exception("monitor: %s failed", path)
+            self.send_error_json(HTTPStatus.INTERNAL_SERVER_ERROR, f"{path}: {type(e).__name__}: {e}")
+
+    def send_error_json(self, code: HTTPStatus, message: str) -> None:
+        self.send(code, json.dumps({"error": message}).encode(), "application/json")
 
     def send(self, code: HTTPStatus, body: bytes, content_type: str) -> None:
         self.send_response(code)
@@ -74,6 +91,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:
         log.debug("%s " + format, self.address_string(), *args)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a Host header (`name`, `name:port`, `[v6]:port`) names this machine's loopback interface."""
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[: name.find("]") + 1]
+    else:
+        name = name.rsplit(":", 1)[0]
+    return name in LOOPBACK_NAMES
 
 
 def make_server(study: Study, port: int = 8765) -> ThreadingHTTPServer:

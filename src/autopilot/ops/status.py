@@ -57,11 +57,12 @@ def snapshot(study: Study, now: float | None = None) -> dict:
 
 def live(project: Project, now: float) -> dict:
     """The trainer's status.json with the heartbeat's age, and whether it is active and whether it is STALE."""
-    status = control.read_status(project) or {}
+    status, problem = control.check_status(project)
+    status = status or {}
     beat = status.get("heartbeat")
     age = None if beat is None else round(now - float(beat), 1)
     active = status.get("phase") in ACTIVE_PHASES
-    return {**status, "heartbeat_age": age, "active": active,
+    return {**status, "heartbeat_age": age, "active": active, "problem": problem,
             "stale": bool(active and age is not None and age > control.STALE_AFTER_SECONDS)}
 
 
@@ -148,6 +149,8 @@ def render(snap: dict) -> RenderableType:
 
 def now_line(snap: dict) -> Text:
     s = snap["live"]
+    if s.get("problem"):
+        return Text(f"unknown: {s['problem']}", style="bold red")
     if not s.get("phase"):
         return Text("idle: no trainer has run in this project yet")
     total = f"/{s['total_steps']}" if s.get("total_steps") else ""
