@@ -26,8 +26,8 @@ from pathlib import Path
 
 import click
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import VENV_BIN, env, make_project  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parent))
+from _project import VENV_BIN, env, make_project  # noqa: E402
 
 from autopilot import fsio  # noqa: E402
 

@@ -27,11 +27,11 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 from _seedpool import seed_pool  # noqa: E402
 
+from autopilot import bundled  # noqa: E402
 from autopilot.judge import stats  # noqa: E402
 from autopilot.settings import Judge  # noqa: E402
 from autopilot.study import check_config  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 BETTER = {"epochs": 10}  # a known improvement of the default baseline (about +2 points of accuracy)
 
 
@@ -67,7 +67,8 @@ def judge_cfg_seeds_needed(judge_cfg: Judge) -> int:
 @click.option("--confirm-seeds", type=int, help="Override stats.confirm_seeds of config/config.yaml.")
 @click.option("--quick", is_flag=True, help="Smoke run: the fewest seeds the protocol needs, 100 draws, 1-2 epochs.")
 def main(seeds: int, draws: int, noise_seeds: int | None, confirm_seeds: int | None, quick: bool) -> None:
-    config = check_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), "config/config.yaml")
+    default_study = bundled.project_files() / "config" / "config.yaml"
+    config = check_config(yaml.safe_load(default_study.read_text()), "config/config.yaml")
     base = dict(config["baseline"])
     better = {**base, **BETTER}
     if quick:

@@ -35,9 +35,14 @@ import click
 import torch
 
 from autopilot import fsio, guard
-from autopilot.train import lm_data, lm_tiny
-from autopilot.train.contract import TrainerRun
-from autopilot.train.tasks import causal_lm
+from autopilot.train.tasks import missing_extra
+
+if missing_extra("causal_lm"):  # the task measured here needs the `lm` extra, which ./bin/demo does not install
+    sys.exit(f"trainer_throughput: {missing_extra('causal_lm')}")
+
+from autopilot.train import lm_data, lm_tiny  # noqa: E402
+from autopilot.train.contract import TrainerRun  # noqa: E402
+from autopilot.train.tasks import causal_lm  # noqa: E402
 
 H100_BF16_DENSE_FLOPS = 989e12
 SIZES = {  # model size, batch, sequence length, steps timed after the warmup

@@ -5,6 +5,9 @@ weights (about 0.3M parameters), saved with save_pretrained: a local stand-in fo
 Qwen3-0.6B, loaded the same way. Nothing is downloaded. `--data` rewrites the bundled data files first
 (synthetic arithmetic and word tasks; the validation file holds no question of the training file).
 
+It needs the `lm` extra (transformers, tokenizers), like the study it is for; without it, it prints the command
+that installs it.
+
 Usage:
     python examples/make_tiny_lm.py                    # -> models/tiny-lm/
     python examples/make_tiny_lm.py --data --out models/tiny-lm
@@ -19,6 +22,7 @@ import click
 
 from autopilot import fsio
 from autopilot.train import lm_tiny
+from autopilot.train.tasks import missing_extra
 
 DATA = Path(__file__).resolve().parent / "data"
 TRAIN, VAL = DATA / "chat_sft_small.jsonl", DATA / "chat_sft_small_val.jsonl"
@@ -42,6 +46,8 @@ def write_data() -> None:
 @click.option("--data", "rewrite_data", is_flag=True, help="Rewrite examples/data/ before building.")
 def main(out: Path, rewrite_data: bool) -> None:
     """Build the tokenizer and model of the example study."""
+    if missing_extra("causal_lm"):
+        raise click.ClickException(missing_extra("causal_lm"))
     if rewrite_data:
         write_data()
     records = [json.loads(line) for path in (TRAIN, VAL) for line in path.read_text(encoding="utf-8").splitlines()]

@@ -13,6 +13,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 from autopilot.journal import record
 from autopilot.paths import Project
 from autopilot.workflow import hooks
+from autopilot.workflow import preflight
 from autopilot.workflow.plan import ENV_VAR, Plan, plan_runs
 from autopilot.study import Study, check_config
 from autopilot.train import script_check
@@ -20,9 +21,23 @@ from autopilot.train import script_check
 PROJECT = Project(Path.cwd())
 STUDY = Study(PROJECT, check_config(dict(config), "config (config/config.yaml + --config)"))
 STUDY.freeze()
+
+
+def trainers_run_here():
+    """Whether the trainers run with this interpreter: one machine, and no trainer image under --sdm apptainer."""
+    from snakemake.settings.types import DeploymentMethod
+
+    in_image = STUDY.settings.container_image and (
+        DeploymentMethod.APPTAINER in workflow.deployment_settings.deployment_method)
+    return workflow.local_exec and not in_image
+
+
 # The main process plans; a job process (a cluster job parses this file again, when more runs are finished)
 # takes the same plan from the environment the main process exported it to.
 if workflow.is_main_process:
+    # a missing extra or model folder fails here, before any run, saying what to do (a trainer that runs in an
+    # image or on another node has its own packages: only the files are checked then)
+    preflight.check(STUDY, packages_here=trainers_run_here())
     record.sync(STUDY)  # the journal repairs itself once per invocation: runs judged but not journaled by a killed one
     script_check.check_study(STUDY.settings, PROJECT.root, "config (config/config.yaml + --config)")
     PLAN = plan_runs(STUDY, STUDY.settings.iterations)

@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import env_without
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "validate_throughput.py"
 
 
-def test_validate_throughput_quick():
-    proc = subprocess.run([sys.executable, str(BENCH), "--quick"], capture_output=True, text=True, timeout=300)
+def test_validate_throughput_quick(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH), "--quick"], capture_output=True, text=True, timeout=300,
+                          env=env_without(tmp_path / "demo-env"))  # as right after ./bin/demo
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["records"] == 2000 and out["quick"] is True

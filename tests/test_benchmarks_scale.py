@@ -8,15 +8,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import env_without
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 pytestmark = pytest.mark.slow
 
 
-def test_generation_speedup_quick():
+def test_generation_speedup_quick(tmp_path):
     proc = subprocess.run([sys.executable, str(BENCH / "generation_speedup.py"), "--quick"], capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=600, env=env_without(tmp_path / "demo-env"))  # as after ./bin/demo
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     # the same work in both arms: one trainer per run (no confirmation seeds), so only the loop differs

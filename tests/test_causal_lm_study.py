@@ -4,11 +4,13 @@ queue with release afterwards, and the example study end to end under Snakemake.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, make_project, snakemake
+from conftest import REPO, env, make_project, snakemake
 from conftest_lm import TRAIN_CHATS, VAL_CHATS, tiny_model_fixture, write_jsonl  # noqa: F401
 
 from autopilot import fsio, guard, schemas
@@ -154,3 +156,26 @@ def test_a_queue_driven_lm_study_runs_end_to_end(tmp_path, tiny_model_dir):
     assert trained_on.startswith("queue/processing/") and trained_on.endswith("chats.jsonl")
     assert [p.name for p in queue.entries(Project(root).done)] == [Path(trained_on).name]
     assert queue.entries(Project(root).processing) == []
+
+
+@pytest.mark.slow
+def test_the_example_study_runs_from_the_readme_steps(tmp_path):
+    """README, "Fine-tuning a language model": build the tiny model, then run the study file (one run of a few
+    steps, with one extra seed instead of two, to keep the test short)."""
+    root = make_project(tmp_path / "p")
+    build = subprocess.run([sys.executable, "examples/make_tiny_lm.py"], cwd=root, env=env(), capture_output=True,
+                           text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-3000:]
+    study = yaml.safe_load((root / "config" / "studies" / "lm_sft.yaml").read_text())
+    study |= {"iterations": 1, "judge": {**study["judge"], "noise_seeds": 1},
+              "baseline": {**study["baseline"], **FAST_BASELINE}}
+    (root / "config" / "studies" / "lm_sft.yaml").write_text(yaml.safe_dump(study))
+    snakemake(root, "--configfile", "config/studies/lm_sft.yaml")
+    run = root / "runs" / "lm_sft" / "00001"
+    assert fsio.read_json(run / "verdict.json")["verdict"] == "baseline"
+    summary = fsio.read_json(run / "trainer_summary.json")
+    assert summary["status"] == "completed" and summary["metric"]["name"] == "val_loss"
+    readme = (REPO / "README.md").read_text()
+    steps = readme[readme.index("## Fine-tuning a language model"):readme.index("## Dropping datasets")]
+    for step in ("pip install -e '.[lm]'", "examples/make_tiny_lm.py", "--configfile config/studies/lm_sft.yaml"):
+        assert step in steps

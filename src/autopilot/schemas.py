@@ -16,17 +16,18 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 
+from autopilot import bundled
 from autopilot.errors import SchemaError
 
 SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster start-up
 
 
 def schema_dir() -> Path:
-    """`schemas/` of the checkout this package runs from (editable install), or $AUTOPILOT_SCHEMAS."""
+    """$AUTOPILOT_SCHEMAS, else `schemas/` of the installed wheel or of the checkout this package runs from."""
     override = os.environ.get("AUTOPILOT_SCHEMAS")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "schemas"
+    return bundled.project_files() / "schemas"
 
 
 def load(name: str) -> dict:

@@ -68,6 +68,6 @@ def domain_errors(fn):
 
 from autopilot.cli import loop  # noqa: E402,F401  (registers the loop's commands)
 from autopilot.cli import ingest  # noqa: E402,F401  (registers validate, ingest and queue)
-from autopilot.cli import ops  # noqa: E402,F401  (registers status, watch, pause, resume, stop, skip, cron, daemon, report, monitor)
+from autopilot.cli import ops  # noqa: E402,F401  (registers init, status, watch, pause, resume, stop, skip, cron, daemon, report, monitor)
 from autopilot.cli import llm  # noqa: E402,F401  (registers llm serve-local)
 from autopilot.cli import export  # noqa: E402,F401  (registers export mlflow, export optuna)

@@ -1,4 +1,4 @@
-"""Commands to operate a study: status, watch, pause, resume, stop, skip, cron, daemon, report, monitor."""
+"""Commands to operate a study: init, status, watch, pause, resume, stop, skip, cron, daemon, report, monitor."""
 
 from __future__ import annotations
 
@@ -31,6 +31,26 @@ def make_invocation(cores: str, profile: str, configfile: Path | None):
     from autopilot.ops.cron import Invocation
 
     return Invocation(cores=cores, profile=profile, configfile=configfile)
+
+
+# --- a new project ---------------------------------------------------------------------------------------
+@main.command(name="init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--quick", is_flag=True, help="Cut the default study down so that a run trains in about a second "
+                                            "(to see the loop work; config/config.yaml then loses its comments).")
+@domain_errors
+def init_project(directory: Path, quick: bool) -> None:
+    """Make a new project in DIRECTORY, ready to run.
+
+    Copies the workflow from the installed package (Snakefile, rules/, profiles/, schemas/), the default study
+    (config/config.yaml, commented; more in config/studies/) and examples/, and makes the empty inbox/,
+    queue/ and runs/. DIRECTORY may exist, but must not hold any of those files yet.
+    """
+    from autopilot.ops.scaffold import QUICK_STUDY, create_project
+
+    root = create_project(directory, QUICK_STUDY if quick else None)
+    click.echo(f"a new project in {root}; advance its study by 8 runs, then see the results:\n"
+               f"  cd {root} && snakemake -c2 --profile profiles/local --config iterations=8 && autopilot results")
 
 
 # --- looking ---------------------------------------------------------------------------------------------

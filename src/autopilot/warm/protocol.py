@@ -95,9 +95,11 @@ def source_fingerprint() -> str:
     import hashlib
     from pathlib import Path
 
+    from autopilot import bundled
+
     h = hashlib.sha256(f"{sys.executable}|{sys.version}".encode())
     package = Path(PACKAGE_DIR)
-    sources = [*package.rglob("*.py"), *(package.parents[1] / "schemas").rglob("*.yaml")]
+    sources = [*package.rglob("*.py"), *(bundled.project_files() / "schemas").rglob("*.yaml")]
     for path in sorted(sources):
         st = path.stat()
         h.update(f"{path}|{st.st_mtime_ns}|{st.st_size}".encode())
