@@ -1,11 +1,18 @@
-"""The results table of a study, from its ledger: what `./bin/demo` prints at the end."""
+"""The results table of a study, from its ledger: what `./bin/demo` prints at the end.
+
+It fits 80 columns without breaking a number or a key: every column but `changes` is as wide as its longest
+line (the metric cell is three short lines: value, Δ, interval), and `changes` takes the rest, wrapping between
+its `key=value` items; only an item longer than the whole column is folded.
+"""
 
 from __future__ import annotations
 
 import json
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from autopilot import ledger
 from autopilot.formatting import VERDICT_STYLE, delta_text, describe_overrides, metric_text
@@ -13,8 +20,12 @@ from autopilot.study import Study
 
 
 def metric_cell(e: dict) -> str:
+    """`0.9679 (3 seeds)`, then `Δ +0.0167` and `[+0.0021, +0.0313]` on lines of their own."""
     delta = delta_text(e, against=False)
-    return metric_text(e) + (f"  Δ {delta}" if delta and e["value"] is not None else "")
+    if not delta or e["value"] is None:
+        return metric_text(e)
+    difference, interval = delta.split(" ", 1)
+    return f"{metric_text(e)}\nΔ {difference}\n{interval}"
 
 
 def print_results(study: Study, as_json: bool = False, last: int = 0) -> None:
@@ -26,19 +37,23 @@ def print_results(study: Study, as_json: bool = False, last: int = 0) -> None:
             console.print_json(json.dumps(e)) if console.is_terminal else print(json.dumps(e))
         return
     best = ledger.best_entry(history)
-    table = Table(title=f"study {study.name}: {study.settings.metric.goal} {study.metric_name}")
+    table = Table(title=f"study {study.name}: {study.settings.metric.goal} {study.metric_name}",
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     # runs that trained side by side share a generation, and were judged against the best before it
     generations = [ledger.generation_of(e) for e in history]
     by_generation = study.settings.generation_size > 1 or len(set(generations)) < len(generations)
     columns = ("run", "gen") if by_generation else ("run",)
-    for col in (*columns, "policy", "changes", f"{study.metric_name}  (Δ vs best, interval)", "verdict"):
-        table.add_column(col, overflow="fold")
+    for col in (*columns, "policy"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("changes", overflow="fold")  # the one column that wraps
+    table.add_column(Text(f"{study.metric_name}\nΔ vs best\n[interval]"), no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
     for e in rows:
         style = VERDICT_STYLE.get(e["verdict"], "")
-        policy = e["policy"] + (" (fallback)" if e["fallback_from"] else "")
+        policy = e["policy"] + ("\n(fallback)" if e["fallback_from"] else "")
         first = (e["run_id"], str(ledger.generation_of(e))) if by_generation else (e["run_id"],)
-        table.add_row(*first, policy, describe_overrides(e["overrides"]), metric_cell(e),
-                      f"[{style}]{e['verdict']}[/{style}]")
+        cells = [*first, policy, describe_overrides(e["overrides"]), metric_cell(e)]  # text, never markup
+        table.add_row(*map(Text, cells), Text(e["verdict"], style=style))
     console.print(table)
     if best:
         console.print(f"best: run {best['run_id']} with {study.metric_name} = {best['value']:.4f}")
