@@ -132,6 +132,13 @@ def test_a_malformed_status_json_is_reported_field_by_field_not_a_500(served, st
     assert result.exit_code == 0 and "unknown: status/status.json is malformed" in result.output
 
 
+def test_the_status_schema_knows_every_phase_a_trainer_writes():
+    from autopilot import schemas
+    from autopilot.enums import Phase
+
+    assert set(schemas.load("status")["properties"]["phase"]["enum"]) == {p.value for p in Phase}
+
+
 def test_an_error_in_an_endpoint_is_a_json_500_that_names_it(served, monkeypatch):
     monkeypatch.setattr(monitor, "history_data", lambda study: 1 / 0)
     code, body = get_with_host(served + "api/history", "127.0.0.1")

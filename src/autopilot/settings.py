@@ -115,6 +115,7 @@ class Ingest(Block):
     default_priority: Literal["high", "normal", "low"]
     level: Literal["quick", "standard", "deep"]
     settle_seconds: float
+    max_file_bytes: int
     max_chars: int
     max_line_bytes: int
     tokenizer: str | None
