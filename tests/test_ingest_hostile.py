@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from autopilot import fsio, schemas
-from autopilot.ingest import claim, files, inbox, queue
+from autopilot.ingest import claim_area, files, inbox, queue
 from autopilot.ingest.checks import Settings
 from autopilot.ingest.inbox import ingest_inbox
 from autopilot.paths import Project
@@ -315,10 +315,10 @@ def test_the_lease_probe_tells_an_open_writer(tmp_path):
 
 def test_a_claim_never_replaces_and_gives_back_under_a_free_name(project):
     path = drop(project, "a.jsonl", b"1\n")
-    claimed = claim.take(project, "a.jsonl", path.lstat())
+    claimed = claim_area.take(project, "a.jsonl", path.lstat())
     assert claimed is not None and not path.exists()
     drop(project, "a.jsonl", b"2\n")
-    claim.give_back(project, [claimed])
+    claim_area.give_back(project, [claimed])
     assert (project.inbox / "a.jsonl").read_bytes() == b"2\n"
     assert (project.inbox / "a.returned-1.jsonl").read_bytes() == b"1\n"
 

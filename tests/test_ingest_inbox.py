@@ -247,7 +247,7 @@ def test_a_crash_after_the_link_is_completed_by_the_next_run_not_queued_twice(pr
     def killed(*args, **kwargs):
         raise KeyboardInterrupt  # killed after the entry was linked, before the inbox file was removed
 
-    monkeypatch.setattr(inbox.claim, "release", killed)
+    monkeypatch.setattr(inbox.claim_area, "release", killed)
     with pytest.raises(KeyboardInterrupt):
         ingest_inbox(project, settings(), now=LATER)
     monkeypatch.undo()

@@ -39,6 +39,11 @@ def kind(mode: int) -> str:
     return next((name for test, name in KINDS if test(mode)), "not a regular file")
 
 
+def printable(name: str) -> str:
+    """A file name as valid UTF-8 text (names that are not show their bad bytes escaped)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def open_regular(path: Path) -> int:
     """A read-only descriptor of `path`, which must be a regular file itself (not a link to one)."""
     try:

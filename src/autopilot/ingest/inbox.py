@@ -10,7 +10,7 @@ For each name in inbox/, oldest first:
                 of the study's level; a file whose ingest failed unexpectedly -> queue/failed/ with a reason
     accepted    -> queue/<priority>/ with a report
 
-A file is first claimed: renamed into inbox/.ingesting/ (see claim.py), so that nothing a producer does under
+A file is first claimed: renamed into inbox/.ingesting/ (see claim_area.py), so that nothing a producer does under
 its name afterwards can change it or be removed in its place. Its bytes are then read once, and checked, hashed
 and copied into queue/.staging/ in the same pass; the copy is fsynced and hashed again from disk, and the file
 must not have changed meanwhile (inode, size, modification time). The copy is linked in under a name no entry
@@ -33,7 +33,6 @@ import datetime as dt
 import errno
 import hashlib
 import io
-import json
 import logging
 import os
 import shutil
@@ -44,12 +43,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autopilot import fsio, schemas
-from autopilot.errors import AutopilotError, IngestError
-from autopilot.ingest import claim, files, queue, sidecar
+from autopilot import schemas
+from autopilot.errors import IngestError
+from autopilot.ingest import claim_area, files, queue, sidecar
 from autopilot.ingest.checks import Scan, Settings, check_stream
-from autopilot.ingest.claim import Claimed, identity
+from autopilot.ingest.claim_area import Claimed, identity
+from autopilot.ingest.files import printable
 from autopilot.ingest.queue import DATA_SUFFIX, META_SUFFIX, REASON_SUFFIX, REPORT_SUFFIX
+from autopilot.ingest.recovery import INTENT, recover, recover_quietly, write_intent
 from autopilot.ingest.sidecar import Sidecar
 from autopilot.ingest.specs import Spec, load_spec
 from autopilot.paths import Project
@@ -57,7 +58,6 @@ from autopilot.paths import Project
 log = logging.getLogger(__name__)
 
 PARTIAL = (".tmp", ".part")  # still being written by scp, rsync, curl or a generator
-INTENT = ".ingest.intent.json"
 STAGING_RESERVE = 64 * 1024 * 1024  # left free on queue's disk by a copy: checkpoints and logs are written too
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 NOT_JSONL = ("not_jsonl", f"not a {DATA_SUFFIX} file; ingest takes JSON-lines files named <name>{DATA_SUFFIX} "
@@ -96,7 +96,7 @@ def ingest_inbox(project: Project, settings: Settings, now: float | None = None)
     with queue.writer_lock(project):
         recover(project)
         outcomes = [ingest_safely(project, path, settings, now) for path in candidates(project.inbox)]
-        claim.tidy(project)
+        claim_area.tidy(project)
     return [o for o in outcomes if o is not None]
 
 
@@ -134,7 +134,7 @@ def ingest_safely(project: Project, path: Path, settings: Settings, now: float |
             return reject_unread(project, path, settings, now, problem)
         except Exception:
             log.exception("%s: could not be moved to queue/failed/ either; it stays in the inbox", path.name)
-            _recover_quietly(project)
+            recover_quietly(project)
             return Outcome(printable(path.name), "waiting", detail=f"ingest failed ({type(error).__name__}: "
                                                                    f"{str(error)[:200]}); left in the inbox")
 
@@ -155,14 +155,14 @@ def ingest_path(project: Project, path: Path, settings: Settings, now: float | N
     side_st = _lstat(side_path) if side_path else None
     if not settled(st, settings, now) or (side_st and not settled(side_st, settings, now)):
         return Outcome(name, "waiting", detail=f"modified within the last {settings.settle_seconds:g} s")
-    data = claim.take(project, name, st)
+    data = claim_area.take(project, name, st)
     if data is None:
         return None if _lstat(path) is None else Outcome(name, "waiting", detail="changed before it could be read")
     side, side_problem = None, None
     if side_st is not None and stat.S_ISDIR(side_st.st_mode):
         side_problem = sidecar.unreadable(side_path.name, "a directory (left in inbox/)")
     elif side_st is not None:
-        side = claim.take(project, side_path.name, side_st)
+        side = claim_area.take(project, side_path.name, side_st)
     return ingest_claimed(project, data, side, side_problem, settings, now)
 
 
@@ -199,7 +199,7 @@ def _read_claimed_sidecar(side: Claimed) -> Sidecar:
 
 
 def _wait(project: Project, claimed: list[Claimed], why: str) -> Outcome:
-    claim.give_back(project, claimed)
+    claim_area.give_back(project, claimed)
     return Outcome(claimed[0].name, "waiting", detail=why)
 
 
@@ -292,14 +292,14 @@ def reject_unread(project: Project, path: Path, settings: Settings, now: float |
     st = _lstat(path)
     if st is None:
         return None
-    data = claim.take(project, path.name, st)
+    data = claim_area.take(project, path.name, st)
     if data is None:
         return None
     claimed = [data]
     side_path = sidecar_of(path)
     side_st = _lstat(side_path) if path.name.endswith(DATA_SUFFIX) else None
     if side_st is not None and not stat.S_ISDIR(side_st.st_mode):
-        side = claim.take(project, side_path.name, side_st)
+        side = claim_area.take(project, side_path.name, side_st)
         claimed += [side] if side else []
     return move_to_failed(project, claimed, Plan(problems=[problem]), settings, now)
 
@@ -318,7 +318,7 @@ def publish(project: Project, claimed: list[Claimed], folder: Path, staged: Path
 
     suffix = REPORT_SUFFIX if scan.accepted else REASON_SUFFIX
     entry = queue.publish(project, folder, source, staged, document, suffix, extras, ms)
-    claim.release(project, claimed)
+    claim_area.release(project, claimed)
     (project.queue / INTENT).unlink(missing_ok=True)
     status = "accepted" if scan.accepted else "rejected"
     log.info("%s %s -> %s: %s", status, printable(source), entry.relative_to(project.queue), scan.summary())
@@ -448,11 +448,6 @@ def build_document(project: Project, name: str, source: str, plan: Plan, scan: S
     return doc
 
 
-def printable(name: str) -> str:
-    """A file name as valid UTF-8 text (names that are not show their bad bytes escaped)."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 def history(project: Project, source: str) -> list[str]:
     """Reasons of earlier rejections of a file of this name that were retried."""
     folder = project.retried
@@ -467,69 +462,6 @@ def history(project: Project, source: str) -> list[str]:
 def _iso(now: float | None) -> str:
     moment = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.UTC)
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-# ---------------------------------------------------------------- recovery after a crash
-
-def write_intent(project: Project, **intent) -> None:
-    """What is about to be published and removed. ASCII JSON: names that are not UTF-8 survive the round trip."""
-    fsio.atomic_write_bytes(project.queue / INTENT, json.dumps(intent).encode("ascii"))
-
-
-def recover(project: Project) -> None:
-    """Finish or undo the move of a killed ingest (from its intent file): what was published is removed from the
-    claim area, everything else in it goes back to the inbox; then stale staged copies are dropped."""
-    intent_path = project.queue / INTENT
-    if intent_path.exists():
-        intent = fsio.read_json(intent_path)
-        if _published(project, intent):
-            log.warning("completing the interrupted ingest of %s", printable(intent["source"]))
-            _remove_published(project, intent)
-        intent_path.unlink()
-    claim.give_back_all(project)
-    for stale in queue.staging(project).iterdir():
-        stale.unlink()
-
-
-def _recover_quietly(project: Project) -> None:
-    try:
-        recover(project)
-    except Exception:
-        log.exception("recovery after a failed ingest failed too; the next ingest tries again")
-
-
-def _remove_published(project: Project, intent: dict) -> None:
-    """Remove the claimed files of a published entry, each only if it is still the version that was read."""
-    for item in intent.get("claimed", []):
-        path = project.ingesting / item["name"]
-        st = _lstat(path)
-        if st is not None and list(identity(st)) == item["identity"]:
-            os.unlink(path)
-    if "claimed" not in intent:  # an intent of a version that read files in place: they are in the inbox
-        log.warning("%s: left in the inbox (an interrupted ingest of an older version queued it; remove it by "
-                    "hand if its entry in queue/ is complete)", printable(intent["source"]))
-
-
-def _published(project: Project, intent: dict) -> bool:
-    """Whether the interrupted ingest's entry is in the queue; if only its report or reason is, remove that."""
-    prefix = f"{intent['ms']:013d}-"
-    for folder in queue.all_folders(project):
-        for doc in folder.glob(prefix + "*") if folder.is_dir() else []:
-            if not doc.name.endswith((REPORT_SUFFIX, REASON_SUFFIX)):
-                continue
-            try:
-                content = fsio.read_json(doc)
-            except AutopilotError:
-                continue
-            if content.get("ingest_id") != intent["id"]:
-                continue
-            entry = folder / content["entry"]
-            if os.path.lexists(entry):
-                return True
-            log.warning("removing %s: the ingest that wrote it was killed before its entry was linked", doc)
-            doc.unlink()
-            queue.companion(entry, META_SUFFIX).unlink(missing_ok=True)
-    return False
 
 
 # ---------------------------------------------------------------- queue add, validate

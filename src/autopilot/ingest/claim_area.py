@@ -1,4 +1,4 @@
-"""Claiming an inbox file: it is renamed into inbox/.ingesting/ before a byte of it is read.
+"""The claim area of the inbox: a file is renamed into inbox/.ingesting/ before a byte of it is read.
 
 The rename frees the file's name at once: a producer that writes a new version, or the rest of a file under
 the same name, makes a new file and never changes the one being read; and the only name ingest ever removes is
@@ -11,10 +11,10 @@ replaces anything: if a new file took the name meanwhile, the claimed one return
 Only ingest touches the claim area, under the queue's writer lock.
 
 Usage:
-    claimed = claim.take(project, "chat.jsonl", path.lstat())   # None: gone or replaced meanwhile
+    claimed = claim_area.take(project, "chat.jsonl", path.lstat())   # None: gone or replaced meanwhile
     ...read claimed.path...
-    claim.give_back(project, [claimed])      # or, once its copy is published:
-    claim.release(project, [claimed])
+    claim_area.give_back(project, [claimed])      # or, once its copy is published:
+    claim_area.release(project, [claimed])
 """
 
 from __future__ import annotations
