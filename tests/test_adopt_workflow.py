@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -17,8 +15,7 @@ FAST_JUDGE = {"noise_seeds": 1, "confirm_seeds": 1, "max_confirm_seeds": 1}
 
 
 def example_project(tmp_path, study_file: str, **changes):
-    root = make_project(tmp_path / "p")
-    shutil.copytree(REPO / "examples", root / "examples", ignore=shutil.ignore_patterns("data", "__pycache__"))
+    root = make_project(tmp_path / "p")  # examples/ comes with the project, as `autopilot init` makes it
     study = yaml.safe_load((REPO / study_file).read_text())
     study.update(iterations=1, judge={**study["judge"], **FAST_JUDGE}, **changes)
     (root / "study.yaml").write_text(yaml.safe_dump(study, sort_keys=False))

@@ -107,8 +107,7 @@ def test_finished_runs_are_never_re_executed(project, tmp_path):
 
 
 def test_a_study_can_use_its_own_trainer_script(tmp_path):
-    root = make_project(tmp_path / "p")
-    shutil.copytree(REPO / "examples", root / "examples")
+    root = make_project(tmp_path / "p")  # examples/ comes with the project, as `autopilot init` makes it
     snakemake(root, "--configfile", "examples/softmax_study.yaml", "--config", "iterations=3")
     runs = finished_runs(root, "softmax_digits")
     assert len(runs) == 3
