@@ -30,12 +30,10 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import select
 import signal
 import socket
 import sys
 import threading
-import time
 import traceback
 
 from autopilot.warm import protocol
@@ -68,40 +66,25 @@ def socket_path(env=None) -> str | None:
 
 def serve() -> None:
     key = protocol.key(KIND)
-    path = protocol.socket_path(KIND, key)
-    if path is None:
-        return
-    idle_seconds = protocol.idle_seconds()
-    protocol.exit_on_sigterm()
-    fingerprint = protocol.source_fingerprint()
-    server, inode = protocol.listen(path)  # before importing: clients wait for this server, none starts another
-    preload()
     children: dict[int, socket.socket] = {}
-    last_used = time.monotonic()
-    try:
-        while True:
-            _reap(children)
-            if children:
-                last_used = time.monotonic()
-            elif time.monotonic() - last_used > idle_seconds or not protocol.still_ours(path, inode):
-                break
-            if not select.select([server], [], [], POLL_SECONDS)[0]:
-                continue
-            conn, _ = server.accept()
-            last_used = time.monotonic()
-            if protocol.source_fingerprint() != fingerprint:
-                _refuse_stale(conn, key)
-                server.setblocking(False)
-                with contextlib.suppress(BlockingIOError):
-                    while True:  # every client already waiting learns why, and starts a fresh server
-                        _refuse_stale(server.accept()[0], key)
-                break
-            _handle(conn, server, key, children)
-    finally:
-        protocol.release(path, inode)
-        server.close()
+
+    def busy() -> bool:
+        _reap(children)
+        return bool(children)
+
+    def refuse_stale(conn: socket.socket, server: socket.socket) -> None:
+        _refuse_stale(conn, key)
+        server.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:  # every client already waiting learns why, and starts a fresh server
+                _refuse_stale(server.accept()[0], key)
+
+    def drain() -> None:
         while children:  # report every running command's end before leaving
             _reap(children, block=True)
+
+    protocol.serve(KIND, key, preload=preload, busy=busy, refuse_stale=refuse_stale, drain=drain,
+                   handle=lambda conn, server: _handle(conn, server, key, children), poll_seconds=POLL_SECONDS)
 
 
 def preload() -> None:
@@ -117,8 +100,6 @@ def _receive(conn: socket.socket, key: str) -> tuple[protocol.LineReader, dict, 
     """The client's request and its stdin/stdout/stderr; ValueError (descriptors closed) if unusable."""
     fds: list[int] = []
     try:
-        if not protocol.same_user(conn):
-            raise ValueError("peer is another user")
         conn.settimeout(protocol.CLIENT_SECONDS)
         data, fds, _, _ = socket.recv_fds(conn, 65536, 3)
         reader = protocol.LineReader(conn, data)

@@ -22,6 +22,7 @@ import os
 import socket
 import stat
 import sys
+import time
 import zlib
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,49 @@ def release(path: str, inode: int) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
+
+
+def serve(kind: str, key: str, *, preload, handle, busy, refuse_stale, gone=lambda: False, drain=lambda: None,
+          poll_seconds: float = 0.5) -> None:
+    """The accept loop both kinds of warm process run: listen before importing (clients wait for this process, none
+    starts another), `preload()`, then hand each connection of this user to `handle(conn, server)` until idle.
+
+    It leaves when nothing was `busy()` for idle_seconds(), when `gone()`, or when another process took the socket
+    over; when a file of the package changed since it started, `refuse_stale(conn, server)` answers the client (and
+    any waiting ones) and it leaves too. `drain()` runs last, after the socket is released: report every child's end.
+    """
+    path = socket_path(kind, key)
+    if path is None:
+        return
+    idle = idle_seconds()
+    exit_on_sigterm()
+    fingerprint = source_fingerprint()
+    server, inode = listen(path)
+    preload()
+    server.settimeout(poll_seconds)
+    last_used = time.monotonic()
+    try:
+        while True:
+            if busy():
+                last_used = time.monotonic()
+            elif time.monotonic() - last_used > idle or gone() or not still_ours(path, inode):
+                break
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            last_used = time.monotonic()
+            if not same_user(conn):
+                conn.close()
+                continue
+            if source_fingerprint() != fingerprint:
+                refuse_stale(conn, server)
+                break
+            handle(conn, server)
+    finally:
+        release(path, inode)
+        server.close()
+        drain()
 
 
 def peer_uid(conn: socket.socket) -> int | None:

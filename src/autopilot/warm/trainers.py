@@ -53,47 +53,30 @@ def serve(task: str, root: Path) -> None:
     from autopilot.warm.fork import preload
 
     key = pool_key(root, task)
-    path = protocol.socket_path("pool", key)
-    if path is None:
-        return
-    idle_seconds = protocol.idle_seconds()
-    protocol.exit_on_sigterm()
-    fingerprint = protocol.source_fingerprint()
-    server, inode = protocol.listen(path)  # before importing: clients wait for this pool, none starts another
-    module = preload(task)
-    server.settimeout(1.0)
-    last_used = time.monotonic()
+    loaded = {}
     waiters: list[threading.Thread] = []
     clients: list[socket.socket] = []  # connections of running trainers' supervisors, closed by their waiters
-    try:
-        while True:
-            waiters = [t for t in waiters if t.is_alive()]
-            clients = [c for c in clients if c.fileno() != -1]
-            if waiters:
-                last_used = time.monotonic()  # a running trainer keeps the pool alive
-            elif (time.monotonic() - last_used > idle_seconds or not root.is_dir()
-                  or not protocol.still_ours(path, inode)):
-                break  # idle, the project is gone, or another pool took the socket over
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            last_used = time.monotonic()
-            if not protocol.same_user(conn):
-                conn.close()
-                continue
-            if protocol.source_fingerprint() != fingerprint:
-                protocol.decline(conn, {"error": "stale: the package changed since this pool started"})
-                break
-            waiter = _handle(conn, module, task, key, [server, *clients])
-            if waiter is not None:
-                waiters.append(waiter)
-                clients.append(conn)
-    finally:
-        protocol.release(path, inode)
-        server.close()
+
+    def busy() -> bool:  # a running trainer keeps the pool alive
+        waiters[:] = [t for t in waiters if t.is_alive()]
+        clients[:] = [c for c in clients if c.fileno() != -1]
+        return bool(waiters)
+
+    def handle(conn: socket.socket, server: socket.socket) -> None:
+        waiter = _handle(conn, loaded["module"], task, key, [server, *clients])
+        if waiter is not None:
+            waiters.append(waiter)
+            clients.append(conn)
+
+    def drain() -> None:
         for t in waiters:  # report every running trainer's exit before leaving
             t.join()
+
+    protocol.serve("pool", key, preload=lambda: loaded.update(module=preload(task)), handle=handle, busy=busy,
+                   gone=lambda: not root.is_dir(),  # the project is gone
+                   refuse_stale=lambda conn, server: protocol.decline(
+                       conn, {"error": "stale: the package changed since this pool started"}),
+                   drain=drain, poll_seconds=1.0)
 
 
 def _handle(conn: socket.socket, module, task: str, key: str, others: list[socket.socket]) -> threading.Thread | None:
