@@ -11,9 +11,10 @@ import yaml
 from conftest import REPO, env_without, make_project, snakemake
 
 from autopilot.errors import ConfigError
+from autopilot.extras import install_command
 from autopilot.paths import Project
 from autopilot.study import Study
-from autopilot.train.tasks import install_command, missing_extra
+from autopilot.train.tasks import missing_extra
 from autopilot.workflow import preflight
 
 LM_STUDY = REPO / "config" / "studies" / "lm_sft.yaml"

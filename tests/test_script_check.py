@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from conftest import REPO, make_project, snakemake
 
+from autopilot import extras
 from autopilot.errors import ConfigError, MissingDependency
 from autopilot.paths import Project
 from autopilot.settings import StudySettings
 from autopilot.study import Study
 from autopilot.train import script_check
-from autopilot.train.script_check import EXTRAS
 
 
 def check_study(config: dict, root, source: str) -> None:
@@ -69,7 +69,7 @@ def test_a_missing_tensorboard_is_named_with_the_exact_install_command(monkeypat
     config = changed(argparse_study, source="tensorboard", patterns=None)
     with pytest.raises(MissingDependency) as e:
         check_study(config, REPO, "study.yaml")
-    assert f"`{sys.executable} -m pip install 'tensorboard>=2.16'`" in str(e.value)
+    assert f"{sys.executable} -m pip install 'tensorboard>=2.16'" in str(e.value)
     config["container_image"] = "docker://example/trainer:1"  # what the image holds cannot be seen from here
     check_study(config, REPO, "study.yaml")
 
@@ -85,7 +85,7 @@ def bare_python(tmp_path_factory) -> Path:
 def test_hydra_is_looked_for_in_the_scripts_own_interpreter(bare_python):
     config = study("examples/hydra_train/study.yaml")
     config["trainer"]["command"][0] = str(bare_python)
-    with pytest.raises(MissingDependency, match=rf"`{bare_python} -m pip install 'hydra-core>=1.3'`"):
+    with pytest.raises(MissingDependency, match=rf"{bare_python} -m pip install 'hydra-core>=1.3'"):
         check_study(config, REPO, "study.yaml")
     config["trainer"]["command"][0] = "python3.99"
     with pytest.raises(ConfigError, match="'python3.99' is not a program on PATH"):
@@ -93,10 +93,10 @@ def test_hydra_is_looked_for_in_the_scripts_own_interpreter(bare_python):
 
 
 def test_the_extras_are_those_of_pyproject():
-    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    for name, (_, requirement) in EXTRAS.items():
-        assert extras[name] == [requirement]
-    assert script_check.install_command("mlflow", "py") == "py -m pip install 'mlflow>=2.16'"
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for name in extras.MODULES:
+        assert extras.requirements(name) == declared[name]
+    assert extras.install_command("mlflow", "py") == "py -m pip install 'mlflow>=2.16'"
 
 
 def test_the_workflow_fails_before_any_run_with_the_install_command(tmp_path, bare_python):

@@ -32,12 +32,12 @@ import threading
 import time
 from pathlib import Path
 
-from autopilot import fsio
+from autopilot import extras, fsio
 from autopilot.enums import Phase, RunStatus
 from autopilot.errors import AutopilotError, TrainerError, TrainingDiverged
 from autopilot.paths import control_file
 from autopilot.settings import MetricsFrom, Trainer
-from autopilot.train import script_argv, script_check, script_metrics
+from autopilot.train import script_argv, script_metrics
 from autopilot.train.contract import TrainerRun
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class ScriptRun:
         self.run, self.settings, self.argv = run, settings, argv
         self.run.device = "unknown"  # the script's business; the manifest says so
         if settings.source == "tensorboard":
-            script_check.require("tensorboard", "trainer.metrics_from.source: tensorboard")
+            extras.require("tensorboard", "trainer.metrics_from.source: tensorboard")
         self.reader = script_metrics.make_reader(settings, run.run_dir, run.root)
         self.per_example_before = self.per_example_path and script_metrics.file_signature(self.per_example_path)
         self.latest: dict[str, float] = {}

@@ -7,61 +7,24 @@ is checked for its settings only: what the image holds cannot be seen from here.
 
 Usage:
     check_study(study.settings, project.root, "config/config.yaml")   # raises ConfigError / MissingDependency
-    require("mlflow", "autopilot export mlflow")                       # raises MissingDependency
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path, PurePosixPath
 
-from autopilot.errors import ConfigError, MissingDependency
+from autopilot import extras
+from autopilot.errors import ConfigError
 from autopilot.settings import MetricsFrom, StudySettings
 from autopilot.train import script_argv, script_metrics
 
 log = logging.getLogger(__name__)
 
-# extra -> (module it provides, requirement); the same pins as the extras of pyproject.toml (tests compare them)
-EXTRAS = {
-    "tensorboard": ("tensorboard", "tensorboard>=2.16"),
-    "hydra": ("hydra", "hydra-core>=1.3"),
-    "mlflow": ("mlflow", "mlflow>=2.16"),
-}
 PYTHON = re.compile(r"^python[0-9.]*$")
-PROBE_SECONDS = 30.0
-
-
-def install_command(extra: str, python: str = sys.executable) -> str:
-    return f"{python} -m pip install '{EXTRAS[extra][1]}'"
-
-
-def require(extra: str, needed_by: str, python: str | None = None) -> None:
-    """MissingDependency unless the extra's module can be imported (by `python`, default this interpreter)."""
-    if not importable(EXTRAS[extra][0], python):
-        python = python or sys.executable
-        raise MissingDependency(
-            f"{needed_by} needs the optional extra `{extra}`, which {python} cannot import: run "
-            f"`{install_command(extra, python)}` (or install autopilot with [{extra}])"
-        )
-
-
-def importable(module: str, python: str | None) -> bool:
-    """Whether `python` (None: this interpreter) can import `module`; a python that cannot be asked counts as yes."""
-    # not resolved: a venv's python is a symlink to the base interpreter, whose packages differ
-    if python is None or os.path.abspath(python) == os.path.abspath(sys.executable):
-        return importlib.util.find_spec(module) is not None
-    probe = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"
-    try:
-        return subprocess.run([python, "-c", probe], capture_output=True, timeout=PROBE_SECONDS).returncode == 0
-    except (OSError, subprocess.TimeoutExpired) as e:
-        log.warning("could not ask %s whether it has %s (%s); not checked", python, module, e)
-        return True
 
 
 def script_python(command: tuple[str, ...], root: Path, source: str = "trainer") -> str | None:
@@ -84,13 +47,13 @@ def check_study(settings: StudySettings, root: Path, source: str) -> None:
     if settings.container_image:
         return
     if trainer.metrics_from.source == "tensorboard":
-        require("tensorboard", f"{source}: trainer.metrics_from.source: tensorboard")
+        extras.require("tensorboard", f"{source}: trainer.metrics_from.source: tensorboard")
     if trainer.args == "hydra":
         python = script_python(trainer.command, root, source)
         if python is None:
             log.info("trainer.command does not start with python: not checking that it can import hydra")
         else:
-            require("hydra", f"{source}: trainer.args: hydra", python)
+            extras.require("hydra", f"{source}: trainer.args: hydra", python)
 
 
 def check_metrics_from(settings: MetricsFrom, metric: str, source: str) -> None:

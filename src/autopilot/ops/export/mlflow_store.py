@@ -16,11 +16,11 @@ from __future__ import annotations
 import logging
 import os
 
+from autopilot import extras
 from autopilot.enums import RunStatus
 from autopilot.errors import AutopilotError
 from autopilot.ops.export.records import RunRecord, finished_runs
 from autopilot.study import Study
-from autopilot.train import script_check
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ MAX_PARAM_CHARS = 6000
 
 def client(tracking_uri: str):
     """An MlflowClient of the store; a file: store is allowed (MLflow keeps those in maintenance mode only)."""
-    script_check.require("mlflow", "autopilot export mlflow")
+    extras.require("mlflow", "autopilot export mlflow")
     if tracking_uri.startswith("file:") or "://" not in tracking_uri:
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     from mlflow.tracking import MlflowClient
