@@ -23,26 +23,17 @@ from pathlib import Path
 
 import click
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _project import VENV_BIN, env, make_project  # noqa: E402
+from autopilot.ops.scaffold import deep_project, workflow_env
 
-from autopilot.journal.synthetic import write_runs  # noqa: E402
-from autopilot.paths import Project  # noqa: E402
-from autopilot.study import Study  # noqa: E402
-
-
-def deep_project(root: Path, n_runs: int) -> Path:
-    make_project(root, budget={"max_runs": 100_000})
-    study = Study.load(Project(root), root / "config" / "config.yaml")
-    write_runs(study, n_runs)
-    return root
+VENV_BIN = Path(sys.executable).parent  # snakemake and autopilot of the interpreter that runs the benchmark
 
 
 def dry_run(root: Path) -> tuple[float, int]:
     """Seconds of one dry run that adds one run, and the number of jobs it planned."""
     t0 = time.perf_counter()
     proc = subprocess.run([str(VENV_BIN / "snakemake"), "-n", "-c1", "--profile", "profiles/local",
-                           "--config", "iterations=1"], cwd=root, env=env(), capture_output=True, text=True)
+                           "--config", "iterations=1"], cwd=root, env=workflow_env(VENV_BIN), capture_output=True,
+                          text=True)
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"dry run failed in {root}:\n{proc.stderr[-3000:]}")

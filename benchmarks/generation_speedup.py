@@ -26,16 +26,16 @@ from pathlib import Path
 
 import click
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _project import VENV_BIN, env, make_project  # noqa: E402
+from autopilot import fsio
+from autopilot.ops.scaffold import quick_project, workflow_env
 
-from autopilot import fsio  # noqa: E402
+VENV_BIN = Path(sys.executable).parent  # snakemake and autopilot of the interpreter that runs the benchmark
 
 RUNS = 4
 
 
 def study_project(root: Path, budget: float) -> Path:
-    return make_project(
+    return quick_project(
         root,
         baseline={"lr": 0.003, "batch_size": 64, "epochs": 2, "weight_decay": 0.0001, "width": 16,
                   "dropout": 0.1, "optimizer": "adam", "time_budget_s": budget},
@@ -49,7 +49,7 @@ def study_project(root: Path, budget: float) -> Path:
 def invoke(root: Path, cores: int, *config: str) -> float:
     t0 = time.perf_counter()
     proc = subprocess.run([str(VENV_BIN / "snakemake"), f"-c{cores}", "--profile", "profiles/local", "--config",
-                           *config], cwd=root, env=env(), capture_output=True, text=True)
+                           *config], cwd=root, env=workflow_env(VENV_BIN), capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"snakemake failed in {root}:\n{proc.stderr[-3000:]}")
     return time.perf_counter() - t0

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import click
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _project import VENV_BIN, env, make_project  # noqa: E402
+from autopilot import fsio
+from autopilot.ops.scaffold import quick_project, workflow_env
 
-from autopilot import fsio  # noqa: E402
+VENV_BIN = Path(sys.executable).parent  # snakemake and autopilot of the interpreter that runs the benchmark
 
 
 @click.command()
@@ -36,7 +36,7 @@ def main(runs: int, budget: float, quick: bool) -> None:
     if quick:
         runs, budget = 2, 1.0
     with tempfile.TemporaryDirectory() as tmp:
-        root = make_project(
+        root = quick_project(
             Path(tmp) / "p",
             baseline={"lr": 0.003, "batch_size": 64, "epochs": 6, "weight_decay": 0.0001, "width": 16,
                       "dropout": 0.1, "optimizer": "adam", "time_budget_s": budget},
@@ -45,7 +45,8 @@ def main(runs: int, budget: float, quick: bool) -> None:
         )
         t0 = time.perf_counter()
         proc = subprocess.run([str(VENV_BIN / "snakemake"), "-c2", "--profile", "profiles/local", "--config",
-                               f"iterations={runs}"], cwd=root, env=env(), capture_output=True, text=True)
+                               f"iterations={runs}"], cwd=root, env=workflow_env(VENV_BIN), capture_output=True,
+                              text=True)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise SystemExit(proc.stderr[-3000:])

@@ -1,56 +1,21 @@
-"""Shared fixtures: a throw-away copy of the project to run real studies in, and a fast study config."""
+"""Fixtures shared by the tests: a throw-away project to run real studies in, and the tiny local language model.
+Helpers that are not fixtures are in helpers.py and lm_helpers.py."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-from autopilot.ops.scaffold import QUICK_STUDY, create_project
-
-REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
-
-FAST_STUDY = QUICK_STUDY  # the default study cut down to train in well under a second per seed
-
-
-def make_project(root: Path, **overrides) -> Path:
-    """A new project in `root`, as `autopilot init` makes it, whose study is the default + FAST_STUDY + overrides."""
-    return create_project(root, {**FAST_STUDY, **overrides})
-
-
-def env() -> dict:
-    """The environment of workflow subprocesses; warm trainer pools of throw-away projects idle out fast."""
-    return {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            "AUTOPILOT_POOL_IDLE_SECONDS": "15"}
-
-
-# What `./bin/demo` does not install: the test extra, and the lm extra (transformers, peft, ...).
-NOT_IN_DEMO = ("pytest", "_pytest", "hypothesis", "conftest", "transformers", "peft", "tokenizers", "safetensors")
-
-
-def env_without(folder: Path, modules: tuple[str, ...] = NOT_IN_DEMO) -> dict:
-    """env() for subprocesses in which `modules` cannot be imported, as in a venv that lacks them: a
-    sitecustomize.py in `folder` (first on PYTHONPATH) marks them missing before anything runs."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "sitecustomize.py").write_text(f"import sys\nfor name in {modules!r}:\n    sys.modules[name] = None\n")
-    e = env()
-    e["PYTHONPATH"] = os.pathsep.join(filter(None, [str(folder), e.get("PYTHONPATH")]))
-    return e
-
-
-def snakemake(root: Path, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the workflow in `root` with the local profile; output captured (shown on failure)."""
-    cmd = [str(VENV_BIN / "snakemake"), "-c2", "--profile", "profiles/local", *args]
-    proc = subprocess.run(cmd, cwd=root, env=env(), capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
-    return proc
+from helpers import make_project
+from lm_helpers import build_tiny_model
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     return make_project(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """The tiny Qwen3 and its tokenizer, built once per session (lm_helpers.build_tiny_model)."""
+    return build_tiny_model(tmp_path_factory.mktemp("lm") / "tiny-lm")

@@ -189,7 +189,7 @@ def llm_study(root, url: str, runs: int = 3, llm: dict | None = None, **config):
     """A study of policy llm pointed at `url`, with `runs` synthetic finished runs (so a best run exists)."""
     from pathlib import Path
 
-    from conftest import FAST_STUDY
+    from helpers import FAST_STUDY
 
     from autopilot.journal.synthetic import write_runs
     from autopilot.paths import Project

@@ -10,7 +10,7 @@ import json
 import time
 from pathlib import Path
 
-from conftest import make_project
+from helpers import make_project
 
 from autopilot import fsio
 

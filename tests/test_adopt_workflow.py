@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import REPO, make_project, snakemake
+from helpers import REPO, make_project, snakemake
 from test_workflow import finished_runs
 
 from autopilot import fsio

@@ -10,7 +10,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import make_project, snakemake
+from helpers import make_project, snakemake
 from llm_server import GOOD_ANSWER, ScriptedLLM, llm_study, reply
 
 from autopilot import apikeys, fsio

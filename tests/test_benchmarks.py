@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, env_without
+from helpers import REPO, env_without
 
 BENCH = REPO / "benchmarks"
 NEEDS_LM = {"trainer_throughput.py"}  # measures the causal_lm task: says how to install the lm extra instead

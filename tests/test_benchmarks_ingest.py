@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import env_without
+from helpers import env_without
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "validate_throughput.py"
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import env_without
+from helpers import env_without
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 

@@ -11,14 +11,13 @@ import time
 
 import pytest
 import torch
-from conftest_lm import (
+from lm_helpers import (
     VAL_CHATS,
     VAL_COMPLETIONS,
     argv,
     losses_by_step,
     make_lm_project,
-    metric_lines,
-    tiny_model_fixture,  # noqa: F401  (the tiny_model_dir fixture)
+    metric_lines,  # noqa: F401  (the tiny_model_dir fixture)
     write_config,
     write_jsonl,
 )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest_lm import tiny_model_fixture  # noqa: F401  (the tiny_model_dir fixture)
 from transformers import AutoTokenizer
 
 from autopilot.errors import TrainerError

@@ -9,7 +9,7 @@ import os
 
 import pytest
 import torch
-from conftest_lm import TRAIN_CHATS, argv, make_lm_project, tiny_model_fixture, write_config  # noqa: F401
+from lm_helpers import TRAIN_CHATS, argv, make_lm_project, write_config
 
 from autopilot import fsio
 from autopilot.train import lm_tiny, supervisor

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, env, make_project, snakemake
-from conftest_lm import TRAIN_CHATS, VAL_CHATS, tiny_model_fixture, write_jsonl  # noqa: F401
+from helpers import REPO, env, make_project, snakemake
+from lm_helpers import TRAIN_CHATS, VAL_CHATS, write_jsonl
 
 from autopilot import fsio, guard, schemas
 from autopilot.errors import ConfigError, GuardRejected, LoopHalted

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import VENV_BIN, env, snakemake
+from helpers import VENV_BIN, env, snakemake
 from test_workflow import check_every_json_file, finished_runs
 
 from autopilot import fsio

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import REPO
+from helpers import REPO
 
 from autopilot.cli import main
 from autopilot.ingest import queue

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import VENV_BIN, env, make_project
+from helpers import VENV_BIN, env, make_project
 from ops_study import make_slow_project, training, wait_for
 
 from autopilot import console

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import VENV_BIN, env, snakemake
+from helpers import VENV_BIN, env, snakemake
 from ops_study import SLOW_TRAINER, history, make_slow_project, read_status, training, wait_for
 
 from autopilot import fsio, guard, holds

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO, VENV_BIN, env, make_project
+from helpers import REPO, VENV_BIN, env, make_project
 from ops_study import history, make_slow_project, training, wait_for
 
 from autopilot.ops import cron

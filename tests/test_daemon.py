@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import VENV_BIN, env, make_project
+from helpers import VENV_BIN, env, make_project
 from ops_study import entry, history, make_slow_project, training, wait_for, write_history
 
 from autopilot import fsio, holds, ledger

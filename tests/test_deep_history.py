@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import re
 
 import pytest
+from helpers import snakemake
 
 from autopilot import fsio
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from conftest import snakemake  # noqa: E402
-from deep_history import deep_project, dry_run  # noqa: E402
+from autopilot.ops.scaffold import deep_project
 
 pytestmark = pytest.mark.slow
 
 
 def test_five_thousand_finished_runs_cost_the_next_run_nothing(tmp_path):
     root = deep_project(tmp_path / "deep", 5000)
-    _, jobs = dry_run(root)
+    dry = snakemake(root, "-n", "--config", "iterations=1")
+    jobs = int(re.search(r"^total\s+(\d+)", dry.stdout + dry.stderr, re.MULTILINE).group(1))
     assert jobs == 7  # ingest + propose, guard, train, judge, journal of one run + all: no finished run
     snakemake(root, "--config", "iterations=1")
     new = root / "runs" / "digits_cnn" / "05001"

@@ -19,7 +19,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -190,7 +190,7 @@ esac
 
 @pytest.mark.slow
 def test_the_training_rule_runs_in_the_study_s_container_image(tmp_path):
-    from conftest import VENV_BIN, env, make_project
+    from helpers import VENV_BIN, env, make_project
 
     fake = tmp_path / "bin"
     fake.mkdir()

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import FAST_STUDY  # noqa: E402
+from helpers import FAST_STUDY  # noqa: E402
 
 from autopilot import fsio, guard, ledger
 from autopilot.clock import now_iso

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import VENV_BIN, env, make_project, snakemake
+from helpers import VENV_BIN, env, make_project, snakemake
 
 from autopilot import fsio, ledger
 from autopilot.journal.synthetic import write_runs

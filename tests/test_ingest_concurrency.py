@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import yaml
-from conftest import REPO
+from helpers import REPO
 
 from autopilot.ingest import queue
 from autopilot.paths import Project

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from conftest import snakemake
+from helpers import snakemake
 
 from autopilot.ingest import queue
 from autopilot.paths import Project

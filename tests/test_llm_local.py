@@ -18,7 +18,7 @@ import time
 
 import pytest
 import requests
-from conftest import VENV_BIN, make_project, snakemake
+from helpers import VENV_BIN, make_project, snakemake
 
 from autopilot import fsio
 

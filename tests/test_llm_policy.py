@@ -7,7 +7,7 @@ import re
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_project, snakemake
+from helpers import make_project, snakemake
 from llm_server import GOOD_ANSWER, ScriptedLLM, error, llm_study, prompt_of, reply
 
 from autopilot import fsio, guard, ledger

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 import yaml
-from conftest import VENV_BIN, make_project, snakemake
-from conftest import env as conftest_env
+from helpers import VENV_BIN, make_project, snakemake
+from helpers import env as workflow_env
 from llm_server import (
     GOOD_ANSWER,
     ScriptedLLM,
@@ -113,7 +113,7 @@ def night_script(server_box: list):
 
 def autopilot(root, command: str, key: str, **env) -> subprocess.CompletedProcess:
     proc = subprocess.run([str(VENV_BIN / "autopilot"), command, "--cores", "2"], cwd=root, capture_output=True,
-                          text=True, timeout=300, env={**conftest_env(), "E2E_LLM_KEY": key, **env})
+                          text=True, timeout=300, env={**workflow_env(), "E2E_LLM_KEY": key, **env})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
 

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 from click.testing import CliRunner
-from conftest import VENV_BIN, env, make_project
+from helpers import VENV_BIN, env, make_project
 from ops_study import Dom, chromium, entry, write_history
 
 from autopilot import fsio

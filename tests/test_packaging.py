@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import FAST_STUDY, REPO
+from helpers import FAST_STUDY, REPO
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import FAST_STUDY  # noqa: E402
+from helpers import FAST_STUDY  # noqa: E402
 
 from autopilot import fsio, ledger
 from autopilot.journal.synthetic import write_runs

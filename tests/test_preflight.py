@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import REPO, env_without, make_project, snakemake
+from helpers import REPO, env_without, make_project, snakemake
 
 from autopilot.errors import ConfigError
 from autopilot.extras import install_command

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import REPO, VENV_BIN, env, make_project, snakemake
+from helpers import REPO, VENV_BIN, env, make_project, snakemake
 from test_generation_workflow import TIMED_BASELINE, max_concurrent
 
 from autopilot.errors import AutopilotError

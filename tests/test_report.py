@@ -7,7 +7,7 @@ import re
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_project, snakemake
+from helpers import make_project, snakemake
 from ops_study import Dom, chromium, entry, write_history
 
 from autopilot.cli import main

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from click.testing import CliRunner
-from conftest import make_project
+from helpers import make_project
 from ops_study import entry, write_history
 
 from autopilot.cli import main

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 
-from conftest import VENV_BIN, env, snakemake
+from helpers import VENV_BIN, env, snakemake
 from ops_study import make_slow_project
 
 from autopilot import fsio, ledger

@@ -7,7 +7,7 @@ import os
 
 import yaml
 from click.testing import CliRunner
-from conftest import REPO
+from helpers import REPO
 
 from autopilot.cli import main
 from autopilot.ops.scaffold import create_project

@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import REPO, make_project, snakemake
+from helpers import REPO, make_project, snakemake
 
 from autopilot import extras
 from autopilot.errors import ConfigError, MissingDependency

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_project
+from helpers import make_project
 from ops_study import entry, write_history
 
 from autopilot import fsio, schemas

@@ -2,7 +2,7 @@
 
 import pytest
 import yaml
-from conftest import REPO, make_project, snakemake
+from helpers import REPO, make_project, snakemake
 
 from autopilot import schemas
 from autopilot.errors import ConfigError

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_project, snakemake
+from helpers import make_project, snakemake
 from ops_study import history, make_slow_project
 
 from autopilot import fsio, guard, schemas

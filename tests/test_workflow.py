@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, env, make_project, snakemake
+from helpers import REPO, env, make_project, snakemake
 
 from autopilot import fsio, schemas
 

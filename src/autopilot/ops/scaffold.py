@@ -8,10 +8,13 @@ study tweaked by a few keys (written back without the comments of config/config.
 Usage:
     create_project(Path("my-study"))                                # as `autopilot init my-study`
     create_project(root, config={**QUICK_STUDY, "iterations": 2})   # as `autopilot init --quick`, 2 runs a time
+    quick_project(root, judge={...})          # a throw-away project of the tests and benchmarks
+    subprocess.run(["snakemake", ...], cwd=root, env=workflow_env(bin_dir))
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -58,3 +61,26 @@ def create_project(root: Path, config: dict | None = None) -> Path:
         study = {**yaml.safe_load(path.read_text(encoding="utf-8")), **config}
         fsio.atomic_write_text(path, yaml.safe_dump(study, sort_keys=False))
     return root
+
+
+def quick_project(root: Path, **overrides) -> Path:
+    """A throw-away project (tests, benchmarks) whose study is QUICK_STUDY with some keys changed."""
+    return create_project(root, {**QUICK_STUDY, **overrides})
+
+
+def deep_project(root: Path, n_runs: int) -> Path:
+    """A quick project whose study already has `n_runs` synthetic finished runs (autopilot.journal.synthetic)."""
+    from autopilot.journal.synthetic import write_runs
+    from autopilot.paths import Project
+    from autopilot.study import Study
+
+    quick_project(root, budget={"max_runs": 100_000})
+    write_runs(Study.load(Project(root), Project(root).default_config), n_runs)
+    return root
+
+
+def workflow_env(bin_dir: Path) -> dict:
+    """The environment to run a throw-away project's workflow in: `bin_dir`'s snakemake and autopilot first, warm
+    trainer pools that idle out after 15 s (the project is gone soon)."""
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "AUTOPILOT_POOL_IDLE_SECONDS": "15"}

@@ -1,6 +1,5 @@
-"""Fixtures of the causal-LM tests: a tiny Qwen3 model and BPE tokenizer built locally (once per session),
-small data files, and config.json of a run. A test module imports what it uses, and `tiny_model_fixture` to
-have the `tiny_model_dir` fixture: `from conftest_lm import tiny_model_fixture  # noqa: F401`."""
+"""Helpers of the causal-LM tests: small data, the tiny model's size, a project holding the model, config.json of
+a run. The tiny model itself is the session fixture `tiny_model_dir` of conftest.py."""
 
 from __future__ import annotations
 
@@ -8,8 +7,6 @@ import json
 import shutil
 import sys
 from pathlib import Path
-
-import pytest
 
 from autopilot import fsio, guard
 from autopilot.paths import RunPaths
@@ -29,11 +26,10 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
     return path
 
 
-@pytest.fixture(scope="session", name="tiny_model_dir")
-def tiny_model_fixture(tmp_path_factory) -> Path:
-    """A 2-layer, hidden-32 Qwen3 with a 384-token BPE tokenizer (ChatML template), saved once per session."""
+def build_tiny_model(folder: Path) -> Path:
+    """A 2-layer, hidden-32 Qwen3 with a 384-token BPE tokenizer (ChatML template), saved into `folder`."""
     texts = lm_tiny.corpus(TRAIN_CHATS + VAL_CHATS + VAL_COMPLETIONS)
-    return lm_tiny.build_tiny_lm(tmp_path_factory.mktemp("lm") / "tiny-lm", texts, vocab_size=384, **SIZE)
+    return lm_tiny.build_tiny_lm(folder, texts, vocab_size=384, **SIZE)
 
 
 def make_lm_project(root: Path, model_dir: Path, val: list[dict] | None = None, spec: str = "chat_sft_v1") -> Path:
