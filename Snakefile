@@ -1,5 +1,7 @@
 # autopilot: propose -> guard -> train -> judge -> journal, for `iterations` new runs of one study.
 # Usage: snakemake -c2 --profile profiles/local [--config iterations=5]
+# Every rule brings its software for `--sdm apptainer` (this image; train_model: the trainer image) and for
+# `--sdm conda` (envs/); see README, "Snakemake workflow catalog conventions".
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -9,6 +11,10 @@ min_version("9.0")
 if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"
+
+
+# The controller image (docker/controller.Dockerfile, built as in docker/README.md) for every short step.
+container: "images/autopilot-controller-0.1.0.sif"
 
 
 include: "rules/common.smk"

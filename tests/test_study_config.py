@@ -22,7 +22,7 @@ def test_the_default_study_is_valid_and_gets_schema_defaults():
 def test_a_misspelled_key_is_named():
     config = default_config()
     config["iteratons"] = 3
-    with pytest.raises(ConfigError, match="'iteratons'"):
+    with pytest.raises(ConfigError, match="`iteratons`: not a setting; did you mean `iterations`"):
         check_config(config, "config/config.yaml")
 
 

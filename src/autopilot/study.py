@@ -19,8 +19,9 @@ from typing import Any
 
 import yaml
 
-from autopilot import apikeys, fsio, schemas
-from autopilot.errors import ConfigError, SchemaError
+from autopilot import apikeys, config_errors, fsio, schemas
+from autopilot.config_errors import ConfigSource
+from autopilot.errors import ConfigError
 from autopilot.paths import Project, StudyPaths
 from autopilot.settings import StudySettings
 
@@ -38,37 +39,32 @@ def fill_defaults(obj: dict, schema: dict) -> dict:
     return obj
 
 
-def check_config(config: Any, source: str) -> dict:
-    """Validate a raw config and return it with defaults filled; ConfigError names each bad key."""
+def check_config(config: Any, source: str | Path | ConfigSource) -> dict:
+    """Validate a raw config and return it with defaults filled; ConfigError names each bad key, its file and
+    line, what is allowed and a close match (autopilot.config_errors)."""
     if not isinstance(config, dict):
         raise ConfigError(f"{source}: a study config must be a mapping of keys to values")
     apikeys.refuse_key_in_config(config, source)  # first: a schema error would quote a pasted key
-    unknown = sorted(set(config) - set(schemas.load("config")["properties"]))
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; "
-            f"allowed keys are listed in schemas/config.schema.yaml"
-        )
     config = fill_defaults(copy.deepcopy(config), schemas.load("config"))
-    try:
-        schemas.validate(config, "config", what=source)
-    except SchemaError as e:
-        raise ConfigError(str(e)) from None
+    config_errors.check(config, source)
     _check_cross_fields(config, source)
     return config
 
 
-def _check_cross_fields(config: dict, source: str) -> None:
+def _check_cross_fields(config: dict, source: str | Path | ConfigSource) -> None:
     if config["task"] == "command" and "command" not in config["trainer"]:
-        raise ConfigError(f"{source}: task is `command` but no `trainer: {{command: [...]}}` is given")
+        raise config_errors.problem(source, ("trainer", "command"),
+                                    "missing; task `command` needs `trainer: {command: [...]}`")
     for key, space in config["search_space"].items():
         if space["type"] in ("float", "int") and not space["low"] < space["high"]:
-            raise ConfigError(f"{source}: search_space.{key}: `low < high` must hold, got {space}")
+            raise config_errors.problem(source, ("search_space", key), f"`low < high` must hold, got {space}")
         if space["type"] in ("float", "int") and space.get("log") and space["low"] <= 0:
-            raise ConfigError(f"{source}: search_space.{key}: a log range needs low > 0, got {space['low']}")
-    missing = sorted(set(config["search_space"]) - set(config["baseline"]))
-    if missing:
-        raise ConfigError(f"{source}: search_space keys {missing} have no value in `baseline`")
+            raise config_errors.problem(source, ("search_space", key),
+                                        f"a log range needs low > 0, got {space['low']}")
+    for key in config["search_space"]:
+        if key not in config["baseline"]:
+            hint = config_errors.did_you_mean(key, config["baseline"])
+            raise config_errors.problem(source, ("search_space", key), f"has no value in `baseline`{hint}")
 
 
 def load_yaml(path: Path) -> Any:

@@ -71,3 +71,4 @@ from autopilot.cli import ingest  # noqa: E402,F401  (registers validate, ingest
 from autopilot.cli import ops  # noqa: E402,F401  (registers init, status, watch, pause, resume, stop, skip, cron, daemon, report, monitor)
 from autopilot.cli import llm  # noqa: E402,F401  (registers llm serve-local)
 from autopilot.cli import export  # noqa: E402,F401  (registers export mlflow, export optuna)
+from autopilot.cli import config  # noqa: E402,F401  (registers config check and config docs)
