@@ -1,35 +1,34 @@
 # Config validation and the helpers the rules use (no rules here). The plan is made once, at parse time.
-import os
 from pathlib import Path
 
-from snakemake.utils import validate
+from snakemake.exceptions import WorkflowError
 
-from autopilot.apikeys import refuse_key_in_config
-
-# Before validate(): its error would quote an API key pasted in place of llm.api_key_env into Snakemake's log.
-refuse_key_in_config(config, "config (config/config.yaml + --config)")
-validate(config, schema="../schemas/config.schema.yaml")
-
+from autopilot.config_errors import ConfigSource
+from autopilot.errors import ConfigError
 from autopilot.journal import record
 from autopilot.paths import Project
-from autopilot.workflow import hooks
-from autopilot.workflow import preflight
-from autopilot.workflow.plan import ENV_VAR, Plan, plan_runs
 from autopilot.study import Study, check_config
 from autopilot.train import script_check
+from autopilot.workflow import hooks, preflight
+from autopilot.workflow.plan import ENV_VAR, Plan, plan_runs
 
+# Checked against schemas/config.schema.yaml by the package, as every `autopilot` command checks it, rather than
+# by snakemake.utils.validate (which prints the whole schema and config, and would quote an API key pasted in place
+# of llm.api_key_env): an error names the key, file:line or --config, what is allowed and a close match.
+# AUTOPILOT_CONFIG_ERRORS=full adds the schema of each bad key.
 PROJECT = Project(Path.cwd())
-STUDY = Study(PROJECT, check_config(dict(config), "config (config/config.yaml + --config)"))
+SOURCE = ConfigSource(tuple(map(Path, workflow.configfiles)), workflow.config_settings.overwrite_config)
+try:
+    STUDY = Study(PROJECT, check_config(dict(config), SOURCE))
+except ConfigError as e:
+    raise WorkflowError(str(e)) from None  # the message alone, without the package's frames
 STUDY.freeze()
 
 
 def trainers_run_here():
-    """Whether the trainers run with this interpreter: one machine, and no trainer image under --sdm apptainer."""
-    from snakemake.settings.types import DeploymentMethod
-
-    in_image = STUDY.settings.container_image and (
-        DeploymentMethod.APPTAINER in workflow.deployment_settings.deployment_method)
-    return workflow.local_exec and not in_image
+    """Whether the trainers run with this interpreter: one machine, and no software of their own (--sdm apptainer
+    gives train_model the trainer image, --sdm conda envs/trainer.yaml)."""
+    return workflow.local_exec and not hooks.deploys_software(workflow)
 
 
 # The main process plans; a job process (a cluster job parses this file again, when more runs are finished)
@@ -37,18 +36,24 @@ def trainers_run_here():
 if workflow.is_main_process:
     # a missing extra or model folder fails here, before any run, saying what to do (a trainer that runs in an
     # image or on another node has its own packages: only the files are checked then)
-    preflight.check(STUDY, packages_here=trainers_run_here())
+    try:
+        preflight.check(STUDY, packages_here=trainers_run_here())
+        script_check.check_study(STUDY.settings, PROJECT.root, str(SOURCE))
+    except ConfigError as e:
+        raise WorkflowError(str(e)) from None
     record.sync(STUDY)  # the journal repairs itself once per invocation: runs judged but not journaled by a killed one
-    script_check.check_study(STUDY.settings, PROJECT.root, "config (config/config.yaml + --config)")
     PLAN = plan_runs(STUDY, STUDY.settings.iterations)
     PLAN.export()
 else:
     PLAN = Plan.from_env()
 RUNS = f"runs/{STUDY.name}"
+# The trainer image (docker/trainer.Dockerfile, built as in docker/README.md); the Snakefile names the controller's.
+TRAINER_IMAGE = "images/autopilot-trainer-0.1.0.sif"
 
 
 envvars:
     ENV_VAR,  # executors that do not pass the whole environment to a job pass this (kubernetes)
+
 
 if PLAN.halted:
     logger.warning(f"autopilot: {PLAN.halted}")
@@ -83,8 +88,11 @@ def get_propose_inputs(wildcards):
     first new generation waits for ingest. An LLM proposes the runs of a generation one after another, each
     seeing the proposals before it (TPE's constant liar needs no such order)."""
     previous = PLAN.previous(wildcards.run)
-    inputs = {"previous": [f"{RUNS}/{run}/verdict.json" for run in previous]} if previous else {
-        "ingest": "queue/.ingest.done"}
+    inputs = (
+        {"previous": [f"{RUNS}/{run}/verdict.json" for run in previous]}
+        if previous
+        else {"ingest": "queue/.ingest.done"}
+    )
     group = next(g for g in PLAN.groups if wildcards.run in g)
     place = group.index(wildcards.run)
     if place and STUDY.settings.uses_llm:
@@ -102,9 +110,10 @@ def get_place(wildcards):
     return PLAN.slot(wildcards.run).index
 
 
-def get_container_image():
-    """The trainer image of the study (container_image), used under `--sdm apptainer`; None: the host."""
-    return STUDY.config["container_image"]
+def get_trainer_image():
+    """The image train_model runs in under `--sdm apptainer`: the study's container_image, else the trainer
+    image built from docker/trainer.Dockerfile (docker/README.md)."""
+    return STUDY.settings.container_image or TRAINER_IMAGE
 
 
 def report_halt():

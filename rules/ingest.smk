@@ -13,6 +13,8 @@ rule ingest:
         done=temp("queue/.ingest.done"),
     log:
         "queue/ingest.log",
+    conda:
+        "../envs/controller.yaml"
     params:
         study=config["study"],
     shell:

@@ -1,5 +1,6 @@
 # One iteration: propose -> guard -> train -> judge -> journal. Each rule calls one `autopilot` command.
-# Only training goes to a cluster node (one GPU each); the short steps run where Snakemake runs.
+# Only training goes to a cluster node (one GPU each); the short steps run where Snakemake runs. Software: the
+# short steps take the controller image (Snakefile) or envs/controller.yaml (no torch); training the trainer's.
 
 
 localrules:
@@ -16,6 +17,8 @@ rule propose_run:
         proposal=f"{RUNS}/{{run}}/proposal.json",
     log:
         f"{RUNS}/{{run}}/logs/propose_run.log",
+    conda:
+        "../envs/controller.yaml"
     params:
         study=STUDY.name,
         generation=get_generation,
@@ -33,6 +36,8 @@ rule guard_proposal:
         guard=f"{RUNS}/{{run}}/guard.json",
     log:
         f"{RUNS}/{{run}}/logs/guard_proposal.log",
+    conda:
+        "../envs/controller.yaml"
     params:
         study=STUDY.name,
     shell:
@@ -46,12 +51,14 @@ rule train_model:
         summary=f"{RUNS}/{{run}}/trainer_summary.json",
     log:
         f"{RUNS}/{{run}}/logs/train_model.log",
-    params:
-        study=STUDY.name,
+    conda:
+        "../envs/trainer.yaml"
+    container:
+        get_trainer_image()
     resources:
         gpu=1,
-    container:
-        get_container_image()
+    params:
+        study=STUDY.name,
     shell:
         "autopilot train --study {params.study} --run {wildcards.run} > {log} 2>&1"
 
@@ -63,6 +70,8 @@ rule judge_run:
         verdict=f"{RUNS}/{{run}}/verdict.json",
     log:
         f"{RUNS}/{{run}}/logs/judge_run.log",
+    conda:
+        "../envs/controller.yaml"
     params:
         study=STUDY.name,
     shell:
@@ -76,6 +85,8 @@ rule record_run:
         entry=f"{RUNS}/{{run}}/journal_entry.json",
     log:
         f"{RUNS}/{{run}}/logs/record_run.log",
+    conda:
+        "../envs/controller.yaml"
     params:
         study=STUDY.name,
     shell:

@@ -9,6 +9,8 @@ rule report_study:
         report=f"{RUNS}/report.html",
     log:
         f"{RUNS}/logs/report_study.log",
+    conda:
+        "../envs/controller.yaml"
     params:
         study=STUDY.name,
     shell:

@@ -175,36 +175,3 @@ def test_fetch_verified_writes_only_a_file_with_the_right_checksum(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
-
-
-FAKE_APPTAINER = """#!/bin/sh
-# stands in for apptainer: records each call, "pulls" by touching the image, runs `exec`'s command on the host
-echo "$*" >> "$APPTAINER_CALLS"
-case "$1" in
-  --version) echo "apptainer version 1.3.4" ;;
-  pull) touch "$3" ;;
-  *) while [ "$1" != "-c" ]; do shift; done; shift; exec bash -c "$1" ;;
-esac
-"""
-
-
-@pytest.mark.slow
-def test_the_training_rule_runs_in_the_study_s_container_image(tmp_path):
-    from helpers import VENV_BIN, env, make_project
-
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    (fake / "apptainer").write_text(FAKE_APPTAINER)
-    (fake / "apptainer").chmod(0o755)
-    calls = tmp_path / "calls.txt"
-    e = {**env(), "PATH": f"{fake}{os.pathsep}{env()['PATH']}", "APPTAINER_CALLS": str(calls)}
-    image = "docker://registry.example.org/autopilot-trainer:0.1.0"
-    root = make_project(tmp_path / "p", container_image=image)
-    proc = subprocess.run([str(VENV_BIN / "snakemake"), "-c2", "--profile", "profiles/local", "--sdm", "apptainer",
-                           "--config", "iterations=2"], cwd=root, env=e, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = calls.read_text().splitlines()
-    assert sum(line.startswith("pull ") and line.endswith(image) for line in lines) == 1
-    executed = [line for line in lines if " exec " in f" {line}"]
-    assert len(executed) == 2 and all("autopilot train" in line for line in executed)  # training only
-    assert len(list((root / "runs" / "digits_cnn").glob("*/verdict.json"))) == 2

@@ -1,6 +1,6 @@
 """Where the project files come from: the copy inside an installed wheel, or the checkout the package runs from.
 
-A wheel carries the files of a project (`paths.PROJECT_FILES`: Snakefile, rules/, config/, profiles/,
+A wheel carries the files of a project (`paths.PROJECT_FILES`: Snakefile, rules/, config/, profiles/, envs/,
 schemas/, examples/) as package data under autopilot/_project/ (setup.py puts them there when it builds); an
 editable install or a source checkout has them at the top of the repository, the one copy that is edited.
 `autopilot init` copies them into a new project, and the package validates every document against their

@@ -48,7 +48,7 @@ class ConfigSource:
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
-        return ", ".join([*(str(f) for f in self.files), *(["--config"] if self.overrides else [])]) or "config"
+        return ", ".join([*(_shown(f) for f in self.files), *(["--config"] if self.overrides else [])]) or "config"
 
     def where(self, path: tuple) -> str:
         """`--config` when the key was given there, else `file:line` of the last file that sets it, else the file."""
@@ -57,14 +57,14 @@ class ConfigSource:
         for file in reversed(self.files):
             line = locate(file, path)
             if line is not None:
-                return f"{file}:{line}"
-        return str(self.files[-1]) if self.files else "config"
+                return f"{_shown(file)}:{line}"
+        return _shown(self.files[-1]) if self.files else "config"
 
 
     def check_command(self) -> str:
         """The `autopilot config check --full ...` that shows this config's problems in full."""
         words = ["autopilot config check --full"]
-        words += [shlex.quote(str(f)) for f in self.files if Path(f) != Path("config/config.yaml")]
+        words += [shlex.quote(_shown(f)) for f in self.files if _shown(f) != "config/config.yaml"]
         for key, value in self.overrides.items():
             words += ["--config", shlex.quote(f"{key}={_flat(value)}")]
         return " ".join(words)
@@ -79,6 +79,14 @@ class ConfigSource:
                 return False
             obj = obj[part]
         return bool(path)
+
+
+def _shown(file: Path) -> str:
+    """A file as people type it: relative to the current folder when it is inside it."""
+    try:
+        return str(Path(file).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(file)
 
 
 def _flat(value: Any) -> str:
@@ -167,6 +175,8 @@ def _explain(error) -> Iterator[Problem]:
     else:
         allowed = _why(error) or config_schema.allowed(error.schema)
         hint = did_you_mean(error.instance, error.validator_value) if kind == "enum" else ""
+        if kind == "type" and isinstance(error.instance, str) and _numeric(error.instance):
+            hint = " (a number in quotes is text; snakemake's --config reads values inside a mapping as text)"
         yield Problem(path, f"{_show(error.instance)} is not allowed: {allowed}{hint}", error.schema, error.message)
 
 
@@ -226,6 +236,14 @@ def _why(error) -> str:
     for part in schema_path[: i + 2]:
         node = node[part]
     return node.get("description", "").strip().rstrip(".")
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _show(value: Any) -> str:
