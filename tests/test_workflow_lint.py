@@ -22,6 +22,8 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
+from autopilot.paths import PROJECT_FILES
+
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 VERSION = PYPROJECT["project"]["version"]
 CONTROLLER_IMAGE = f"images/autopilot-controller-{VERSION}.sif"
@@ -121,10 +123,11 @@ def test_each_conda_env_has_pyprojects_packages_and_bounds(name):
 @pytest.mark.slow
 def test_the_post_deploy_script_installs_this_checkout_editable(tmp_path):
     """What Snakemake runs in a new conda environment, here in a venv holding only what the env file lists for
-    the build (pip, setuptools): the package comes from the project folder, editable, so schemas/ is found."""
+    the build (pip, setuptools): the package comes from the project folder, editable, so it reads that folder's
+    schemas/ and workflow files."""
     root = tmp_path / "project"
     root.mkdir()
-    for name in ("pyproject.toml", "README.md", "src", "schemas", "envs"):
+    for name in ("pyproject.toml", "setup.py", "README.md", "src", *PROJECT_FILES):
         (shutil.copytree if (REPO / name).is_dir() else shutil.copy2)(REPO / name, root / name)
     venv = tmp_path / "env"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
@@ -136,10 +139,10 @@ def test_the_post_deploy_script_installs_this_checkout_editable(tmp_path):
     proc = subprocess.run(["bash", str(root / "envs" / "controller.post-deploy.sh")], cwd=root, env=clean,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    where = subprocess.run([str(venv / "bin" / "python"), "-c",
-                            "import importlib.util; print(importlib.util.find_spec('autopilot').origin)"],
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import autopilot, autopilot.bundled as b; "
+                            "print(autopilot.__file__); print(b.project_files())"],
                            cwd=tmp_path, env=clean, capture_output=True, text=True, check=True)
-    assert Path(where.stdout.strip()) == root / "src" / "autopilot" / "__init__.py"
+    assert where.stdout.split() == [str(root / "src" / "autopilot" / "__init__.py"), str(root)]
     assert (venv / "bin" / "autopilot").exists()
 
 
