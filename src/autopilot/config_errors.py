@@ -4,13 +4,13 @@ jsonschema's own message for a misspelled key is one line followed by the whole 
 (what `snakemake.utils.validate` prints). Here each problem is one line:
 
     Invalid study config (config/config.yaml, --config): 2 problems
-      config/config.yaml:7  `iteratons`: not a setting; did you mean `iterations`?
-      --config  `judge.alpha`: 0.7 is not allowed: a number > 0 and < 0.5
+      --config  `iteratons`: not a setting; did you mean `iterations`?
+      config/config.yaml:52  `judge.alpah`: not a setting; did you mean `alpha`?
     Every setting: config/README.md. In full: `autopilot config check --full --config iteratons=3` (or
     AUTOPILOT_CONFIG_ERRORS=full)
 
 `full=True` (or AUTOPILOT_CONFIG_ERRORS=full in the environment) adds, under each problem, the schema of that
-key, the value received and jsonschema's own words.
+key and jsonschema's own words.
 
 Usage:
     problems = find_problems(config)                 # [] when the config matches schemas/config.schema.yaml
