@@ -230,9 +230,9 @@ def fake_apptainer(tmp_path: Path) -> dict:
 def test_the_controller_image_stand_in_refuses_torch(tmp_path):
     """The stand-in must really take packages away, or the end-to-end test below would prove nothing."""
     e = fake_apptainer(tmp_path)
-    probe = "import torch"
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is None)"
     for image, code in ((CONTROLLER_IMAGE, 1), (TRAINER_IMAGE, 0)):
-        proc = subprocess.run(["apptainer", "exec", image, "sh", "-c", f"{sys.executable} -c '{probe}'"], env=e,
+        proc = subprocess.run(["apptainer", "exec", image, "sh", "-c", f'{sys.executable} -c "{probe}"'], env=e,
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == code, proc.stderr[-2000:]
     assert "No module named 'sklearn'" in subprocess.run(
