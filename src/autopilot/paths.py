@@ -124,7 +124,6 @@ class Project:
     snakemake_locks = property(lambda self: self.root / ".snakemake" / "locks")
     processing = property(lambda self: self.root / "queue" / "processing")
     done = property(lambda self: self.root / "queue" / "done")
-    default_config = property(lambda self: self.root / "config" / "config.yaml")  # the embedded default study
     config_readme = property(lambda self: self.root / "config" / "README.md")  # written by `autopilot config docs`
 
     def queue_dir(self, priority: str) -> Path:
