@@ -47,9 +47,9 @@ def test_the_example_study_and_its_data_are_valid():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"model": None}, "'model' is a required property"),
-    ({"data": {"val_file": "v.jsonl", "spec": "chat_sft_v1"}}, "'train_file' is a required property"),
-    ({"data": {"source": "queue", "spec": "chat_sft_v1"}}, "'val_file' is a required property"),
+    ({"model": None}, "`model`: missing"),
+    ({"data": {"val_file": "v.jsonl", "spec": "chat_sft_v1"}}, "`data.train_file`: missing"),
+    ({"data": {"source": "queue", "spec": "chat_sft_v1"}}, "`data.val_file`: missing"),
     ({"data": {"source": "file", "train_file": "t.jsonl", "val_file": "v.jsonl", "spec": "alpaca"}}, "alpaca"),
 ])
 def test_a_causal_lm_study_must_name_its_model_and_data(change, message):

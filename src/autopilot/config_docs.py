@@ -57,7 +57,7 @@ def render() -> str:
     for path, node in config_schema.settings():
         if "properties" in node:
             parts.append(_section(f"`{'.'.join(path)}`", path, node))
-        elif isinstance(node.get("additionalProperties"), Mapping):
+        elif _has_forms(node):
             parts.append(_entries(path, node))
     return "\n".join(parts).rstrip() + "\n"
 
@@ -100,8 +100,14 @@ def _keys(keys: list[str], properties: Mapping) -> str:
     return "; ".join(out) or "-"
 
 
+def _has_forms(node: Mapping) -> bool:
+    """A mapping of user-named entries that each take one of several forms (search_space)."""
+    entry = node.get("additionalProperties")
+    return isinstance(entry, Mapping) and "oneOf" in entry
+
+
 def _allowed(path: tuple, node: Mapping) -> str:
-    if "properties" in node or isinstance(node.get("additionalProperties"), Mapping):
+    if "properties" in node or _has_forms(node):
         anchor = ".".join(path).replace(".", "")
         return f"a mapping, see [`{'.'.join(path)}`](#{anchor})"
     return config_schema.allowed(node)

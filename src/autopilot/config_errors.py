@@ -46,9 +46,10 @@ class ConfigSource:
 
     files: tuple[Path, ...] = ()
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    label: str = "config"  # what to call a config that came from no file
 
     def __str__(self) -> str:
-        return ", ".join([*(_shown(f) for f in self.files), *(["--config"] if self.overrides else [])]) or "config"
+        return ", ".join([*(_shown(f) for f in self.files), *(["--config"] if self.overrides else [])]) or self.label
 
     def where(self, path: tuple) -> str:
         """`--config` when the key was given there, else `file:line` of the last file that sets it, else the file."""
@@ -58,7 +59,7 @@ class ConfigSource:
             line = locate(file, path)
             if line is not None:
                 return f"{_shown(file)}:{line}"
-        return _shown(self.files[-1]) if self.files else "config"
+        return _shown(self.files[-1]) if self.files else self.label
 
 
     def check_command(self) -> str:
@@ -100,7 +101,9 @@ def as_source(source: str | Path | ConfigSource) -> ConfigSource:
     """A ConfigSource for what callers pass: a source, a file path, or a label such as `c`."""
     if isinstance(source, ConfigSource):
         return source
-    return ConfigSource(files=(Path(source),))
+    if Path(source).is_file():
+        return ConfigSource(files=(Path(source),))
+    return ConfigSource(label=str(source))  # e.g. a config built in memory
 
 
 @dataclass(frozen=True)
@@ -267,7 +270,8 @@ def render(source: ConfigSource, problems: list[Problem], full: bool | None = No
     if len(shown) < len(problems):
         lines.append(f"  ... and {len(problems) - len(shown)} more")
     if not full:
-        lines.append(f"Every setting: {README}. In full: `{source.check_command()}` (or {FULL_ENV}=full)")
+        full_form = f"`{source.check_command()}` (or {FULL_ENV}=full)" if source.files else f"{FULL_ENV}=full"
+        lines.append(f"Every setting: {README}. In full: {full_form}")
     return "\n".join(lines)
 
 

@@ -83,6 +83,9 @@ def allowed(node: Mapping) -> str:
         text += f" (items: {allowed(node['items'])})"
     if "minItems" in node:
         text += f", at least {node['minItems']} item{'s' if node['minItems'] != 1 else ''}"
+    entry = node.get("additionalProperties")
+    if isinstance(entry, Mapping) and "properties" not in node and entry.get("type"):
+        text += f" (each value: {allowed(entry)})"
     if isinstance(node.get("properties"), Mapping) and node["properties"]:
         text += f" of the settings {', '.join(node['properties'])}"
     if "minProperties" in node:
