@@ -16,6 +16,7 @@ COPY rules ./rules
 COPY config ./config
 COPY profiles ./profiles
 COPY schemas ./schemas
+COPY envs ./envs
 COPY examples ./examples
 RUN pip wheel --no-deps --no-build-isolation -w /dist .
 

@@ -48,6 +48,7 @@ def test_the_wheel_installs_into_a_fresh_venv_and_runs_a_study(tmp_path):
     for name in ("autopilot/_project/Snakefile", "autopilot/_project/rules/loop.smk",
                  "autopilot/_project/schemas/config.schema.yaml", "autopilot/_project/config/config.yaml",
                  "autopilot/_project/profiles/local/config.yaml", "autopilot/_project/examples/softmax_digits.py",
+                 "autopilot/_project/envs/controller.yaml", "autopilot/_project/envs/trainer.post-deploy.sh",
                  "autopilot/templates/monitor.html"):
         assert name in names, name
 

@@ -146,6 +146,14 @@ def test_the_post_deploy_script_installs_this_checkout_editable(tmp_path):
     assert (venv / "bin" / "autopilot").exists()
 
 
+def test_the_post_deploy_script_asks_for_a_wheel_in_a_project_that_is_no_checkout(tmp_path):
+    """A project made by `autopilot init` has no source to install: the script says what to set, and fails."""
+    root = make_project(tmp_path / "p")
+    proc = subprocess.run(["bash", str(root / "envs" / "trainer.post-deploy.sh")], cwd=root, capture_output=True,
+                          text=True, timeout=60, env={k: v for k, v in env().items() if k != "AUTOPILOT_PACKAGE"})
+    assert proc.returncode == 1 and "set AUTOPILOT_PACKAGE to an autopilot wheel" in proc.stderr
+
+
 # --- apptainer, stood in for by a script that runs each command on the host with only its image's packages ----
 FAKE_APPTAINER = """#!/bin/sh
 # stands in for apptainer: records each call, "pulls" by touching the image, and runs `exec`'s command on the

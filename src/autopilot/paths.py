@@ -20,7 +20,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_FILES = ("Snakefile", "rules", "config", "profiles", "schemas", "envs", "examples")  # what `autopilot init` copies
+# what `autopilot init` copies (and a wheel carries: setup.py)
+PROJECT_FILES = ("Snakefile", "rules", "config", "profiles", "schemas", "envs", "examples")
 STATE_DIRS = ("inbox", "queue", "runs")  # made empty by `autopilot init`; their contents are not kept in git
 RUN_ID_WIDTH = 5
 RUN_ID_RE = re.compile(rf"^\d{{{RUN_ID_WIDTH}}}$")
