@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from click.testing import CliRunner
-from conftest import REPO, make_project
+from helpers import REPO, make_project
 
 from autopilot import config_docs, config_schema
 from autopilot.cli import main

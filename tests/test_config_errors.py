@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import REPO, VENV_BIN, env, make_project
+from helpers import REPO, VENV_BIN, env, make_project
 
 from autopilot.cli import main
 from autopilot.config_errors import ConfigProblems, ConfigSource, did_you_mean
