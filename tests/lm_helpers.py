@@ -44,13 +44,14 @@ def make_lm_project(root: Path, model_dir: Path, val: list[dict] | None = None, 
 
 def write_config(root: Path, hparams: dict | None = None, run_id: str = "00001", seed: int = 7,
                  spec: str = "chat_sft_v1", metric: tuple[str, str] = ("val_loss", "minimize"),
-                 max_seconds: float = 300, **data) -> RunPaths:
+                 max_seconds: float = 300, runtime: dict | None = None, **data) -> RunPaths:
+    """config.json of a run; `runtime` - the study's causal_lm settings (none: every default)."""
     run = RunPaths(root / "runs" / "lm" / run_id)
     run.dir.mkdir(parents=True, exist_ok=True)
     config = guard.config_document(
         run_id, "lm", "causal_lm", seed=seed, hparams={**HP, **(hparams or {})},
         metric={"name": metric[0], "goal": metric[1]}, max_seconds=max_seconds, init_model="models/tiny-lm",
-        data={"source": "file", "train_file": "data/train.jsonl", "val_file": "data/val.jsonl", "spec": spec, **data})
+        causal_lm=runtime, data={"source": "file", "train_file": "data/train.jsonl", "val_file": "data/val.jsonl", "spec": spec, **data})
     fsio.atomic_write_json(run.config, config)
     return run
 

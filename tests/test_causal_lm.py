@@ -111,7 +111,7 @@ def test_grad_accumulation_is_a_token_mean_over_the_whole_step(tmp_path, tiny_mo
 def test_packing_lora_targets_and_gradient_checkpointing(tmp_path, tiny_model_dir):
     root = make_lm_project(tmp_path, tiny_model_dir)
     run = write_config(root, {"packing": True, "max_length": 32, "max_steps": 4, "finetune": "lora",
-                              "lora_target_modules": "q_proj, v_proj", "gradient_checkpointing": True})
+                              "lora_target_modules": "q_proj, v_proj"}, runtime={"activation_checkpointing": True})
     summary = train_in_process(run, root)
     assert summary["status"] == "completed"
     assert summary["metrics"]["train_sequences"] < 48  # 48 short chats packed into fewer 32-token sequences

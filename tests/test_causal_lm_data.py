@@ -61,12 +61,40 @@ def test_examples_cut_to_max_length_without_an_answer_are_left_out(tokenizer):
         lm_data.encode_all(tokenizer, [CHAT], "chat_sft_v1", max_length=limit)
 
 
-def test_pack_keeps_every_token_in_order():
-    examples = [lm_data.Example(list(range(i, i + 5)), [IGNORE] * 2 + list(range(i + 2, i + 5))) for i in (0, 10, 20)]
-    packed = lm_data.pack(examples, 4)
-    assert [len(p) for p in packed] == [4, 4, 4, 3]
-    assert sum((p.input_ids for p in packed), []) == sum((e.input_ids for e in examples), [])
-    assert sum((p.labels for p in packed), []) == sum((e.labels for e in examples), [])
+def doc(first: int, n: int) -> lm_data.Example:
+    """n tokens first, first+1, ...; every token but the first is a target."""
+    ids = list(range(first, first + n))
+    return lm_data.Example(ids, [IGNORE] + ids[1:])
+
+
+def test_pack_keeps_each_example_whole_in_rows_that_fit():
+    examples = [doc(100 * i, n) for i, n in enumerate([3, 1, 4, 2, 2, 3, 1])]  # 16 tokens
+    rows = lm_data.pack(examples, 4)
+    assert len(rows) == 4 and all(len(r) == 4 for r in rows)  # best fit: no room wasted here
+    found = []
+    for row in rows:
+        assert sum(row.documents) == len(row)
+        at = 0
+        for n in row.documents:
+            found.append(row.input_ids[at:at + n])
+            assert row.labels[at] == IGNORE and row.labels[at + 1:at + n] == row.input_ids[at + 1:at + n]
+            at += n
+    assert sorted(found) == sorted(e.input_ids for e in examples)  # each example once, never split
+    assert lm_data.pack(examples, 4) == rows  # deterministic
+    with pytest.raises(ValueError, match="longer than 3"):
+        lm_data.pack(examples, 3)
+
+
+def test_packed_rows_restart_positions_per_document_and_have_no_mask():
+    rows = lm_data.pack([doc(10, 3), doc(20, 2), doc(30, 4)], 6)
+    assert [r.documents for r in rows] == [(4, 2), (3,)]
+    batch = lm_data.collate(rows, pad_id=0, width=6)
+    assert "attention_mask" not in batch  # the model masks by documents, from the position ids
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 0, 1], [0, 1, 2, 0, 1, 2]]  # padding: a document too
+    assert batch["input_ids"].tolist() == [[30, 31, 32, 33, 20, 21], [10, 11, 12, 0, 0, 0]]
+    assert batch["labels"].tolist() == [[IGNORE, 31, 32, 33, IGNORE, 21], [IGNORE, 11, 12, IGNORE, IGNORE, IGNORE]]
+    flat = lm_data.collate(rows, pad_id=0, width=6, flatten=True)
+    assert {k: v.tolist() for k, v in flat.items()} == {k: [sum(v.tolist(), [])] for k, v in batch.items()}
 
 
 def test_collate_pads_right_and_ignores_padding():

@@ -12,7 +12,7 @@ import torch
 from lm_helpers import TRAIN_CHATS, argv, make_lm_project, write_config
 
 from autopilot import fsio
-from autopilot.train import lm_tiny, supervisor
+from autopilot.train import lm_runtime, lm_tiny, supervisor
 from autopilot.train.contract import TrainerRun
 from autopilot.train.tasks import causal_lm
 
@@ -30,8 +30,8 @@ def train(run, root) -> dict:
 @pytest.mark.parametrize("finetune", ["full", "lora"])
 def test_fine_tunes_in_bf16_on_the_gpu(tmp_path, tiny_model_dir, finetune):
     root = make_lm_project(tmp_path, tiny_model_dir)
-    precision = causal_lm.pick_precision(finetune)
-    assert precision.device.type == "cuda" and precision.autocast == torch.bfloat16
+    rt = lm_runtime.resolve(None, finetune)
+    assert rt.device.type == "cuda" and rt.precision == "bf16_autocast" and rt.compile
     run = write_config(root, {"finetune": finetune, "lr": 1e-2, "max_steps": 20, "save_every": 5})
     summary = train(run, root)
     assert summary["status"] == "completed" and summary["device"].startswith("cuda")

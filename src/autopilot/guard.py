@@ -12,6 +12,7 @@ Usage:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import sys
@@ -196,12 +197,15 @@ def build_config(study: Study, proposal: dict) -> dict:
         run_id, study.name, study.settings.task, seed=ledger.derive_seed(study.settings.seed, run_id, 0),
         hparams={**study.settings.baseline, **overrides}, overrides=overrides, metric=dict(study.config["metric"]),
         max_seconds=study.settings.budget.max_seconds_per_run, data=resolve_data(study, run_id),
-        init_model=study.settings.model.path if study.settings.model else None)  # causal_lm: the model folder
+        init_model=study.settings.model.path if study.settings.model else None,  # causal_lm: the model folder
+        # causal_lm: how it uses the hardware (autopilot.train.lm_runtime), the same for every run of the study
+        causal_lm=dataclasses.asdict(study.settings.causal_lm) if study.settings.task == "causal_lm" else None)
 
 
 def config_document(run_id: str, study: str, task: str, *, seed: int, hparams: dict, metric: dict,
                     max_seconds: float, overrides: dict | None = None, data: dict | None = None,
-                    init_model: str | None = None, seed_index: int = 0, run_dir: str | None = None) -> dict:
+                    init_model: str | None = None, seed_index: int = 0, run_dir: str | None = None,
+                    causal_lm: dict | None = None) -> dict:
     """A config.json document (schemas/config_json.schema.yaml), paths relative to the project root. The guard
     builds every run's from its study; benchmarks and tests that drive a trainer directly build theirs here."""
     layout = Project(Path("."))
@@ -217,6 +221,7 @@ def config_document(run_id: str, study: str, task: str, *, seed: int, hparams: d
         "max_seconds": max_seconds,
         "data": dict(data or {}),
         "init_model": init_model,
+        **({"causal_lm": dict(causal_lm)} if causal_lm is not None else {}),
         "paths": {"run_dir": run_dir or str(layout.study(study).run(run_id).dir), "control_dir": str(layout.control),
                   "status_file": str(layout.status)},
     }

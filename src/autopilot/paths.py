@@ -10,6 +10,7 @@
     <root>/status/{daemon.json,instance.lock,instance.pid}   the daemon's state; one cron or daemon at a time
     <root>/runs/<study>/                one study: labbook.md, history.jsonl, best.json, <run>/...
     <root>/runs/<study>/<run>/          one run: proposal, guard, config, metrics, summary, verdict
+    <root>/cache/tokens/<key>.npz       tokenized training files (autopilot.train.token_cache)
 
 Run ids are zero-padded numbers so that `ls` and `sorted()` give the order in which runs were made.
 """
@@ -126,6 +127,7 @@ class Project:
     processing = property(lambda self: self.root / "queue" / "processing")
     done = property(lambda self: self.root / "queue" / "done")
     config_readme = property(lambda self: self.root / "config" / "README.md")  # written by `autopilot config docs`
+    token_cache = property(lambda self: self.root / "cache" / "tokens")  # tokenized data, by content hash
 
     def queue_dir(self, priority: str) -> Path:
         if priority not in PRIORITIES:

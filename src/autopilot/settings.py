@@ -129,6 +129,17 @@ class Model(Block):
 
 
 @dataclass(frozen=True)
+class CausalLM(Block):
+    """`causal_lm:` how the causal-LM task uses the hardware (autopilot.train.lm_runtime resolves `auto`)."""
+
+    precision: Literal["auto", "fp32", "bf16_autocast", "bf16_pure"]
+    attention: Literal["auto", "sdpa", "flash_attention_2", "eager"]
+    adamw: Literal["fused", "foreach", "for_loop"]
+    compile: Literal["auto"] | bool
+    activation_checkpointing: bool
+
+
+@dataclass(frozen=True)
 class MetricsFrom(Block):
     """`trainer.metrics_from`: where the metrics of a script that does not keep the trainer contract are read."""
 
@@ -188,6 +199,7 @@ class StudySettings:
     judge: Judge
     data: Data
     ingest: Ingest
+    causal_lm: CausalLM
     model: Model | None = None
     trainer: Trainer | None = None
 

@@ -12,16 +12,24 @@ A tokenizer without a chat template gets DEFAULT_CHAT_TEMPLATE (Zephyr's layout:
 EOS). Assistant tokens are found by character offsets in the rendered text, so any template works whose
 rendering contains each assistant message's content verbatim.
 
+With `packing`, whole examples are packed into rows of at most max_length tokens (best fit, none split), and
+each row carries its documents' lengths: `collate` turns them into position ids that restart at every
+document, and no attention mask, so the model masks attention to within each document (transformers builds a
+block-diagonal causal mask from such position ids for sdpa and eager attention; flash-attention gets the rows
+flattened into one sequence and runs varlen). A document's first token is never a target, as unpacked.
+
 With `data.source: queue` a run trains on the dataset it claimed from the queue (`autopilot.ingest.claims`).
 
 Usage:
     records = read_records(path)
     examples = encode_all(tokenizer, records, "chat_sft_v1", max_length=1024)
     batch = collate(examples[:8], tokenizer.pad_token_id)
+    rows = pack(examples, 1024); batch = collate(rows[:8], pad_id, width=1024)   # position_ids, no mask
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import logging
@@ -46,6 +54,7 @@ PROBE = [{"role": "user", "content": "PING"}, {"role": "assistant", "content": "
 class Example:
     input_ids: list[int]
     labels: list[int]
+    documents: tuple[int, ...] = ()  # a packed row: the lengths of the documents in it, in order; () - one example
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -163,46 +172,97 @@ def truncate(example: Example, max_length: int) -> Example:
     return Example(example.input_ids[:max_length], example.labels[:max_length])
 
 
-def encode_all(tokenizer, records: list[dict], spec: str, max_length: int) -> list[Example]:
-    """Training examples: cut to `max_length` tokens; those left without any target token are dropped."""
+def encode_records(tokenizer, records: list[dict], spec: str) -> list[Example]:
+    """Every record encoded whole (no cut): what the token cache keeps (autopilot.train.token_cache)."""
     ensure_chat_template(tokenizer)
     end = turn_end(tokenizer)
-    examples = [truncate(encode(tokenizer, r, spec, end), max_length) for r in records]
-    kept = [e for e in examples if e.n_target > 0]
-    if len(kept) < len(examples):
+    return [encode(tokenizer, r, spec, end) for r in records]
+
+
+def select(examples: list[Example], max_length: int) -> list[Example]:
+    """Training examples: cut to `max_length` tokens; those left without any target token are dropped."""
+    cut = [truncate(e, max_length) for e in examples]
+    kept = [e for e in cut if e.n_target > 0]
+    if len(kept) < len(cut):
         log.warning("%d of %d examples have no answer token within max_length=%d and are left out",
-                    len(examples) - len(kept), len(examples), max_length)
+                    len(cut) - len(kept), len(cut), max_length)
     if not kept:
         raise TrainerError(f"no training example has an answer token within max_length={max_length}")
     return kept
 
 
+def encode_all(tokenizer, records: list[dict], spec: str, max_length: int) -> list[Example]:
+    """Training examples of `records`, cut to `max_length` tokens (see `select`)."""
+    return select(encode_records(tokenizer, records, spec), max_length)
+
+
 def pack(examples: list[Example], length: int) -> list[Example]:
-    """Concatenate examples (in order) and cut the stream into sequences of `length` tokens.
+    """Whole examples packed into rows of at most `length` tokens, best fit decreasing; none is split.
 
-    Attention is not masked at example boundaries (plain packing, as trl's `packing=True` without
-    flash-attention's position ids); the last, shorter sequence is kept.
+    Each row records its documents' lengths (collate turns them into position ids that restart per
+    document, which keeps attention within each document), and each document's first label is IGNORE:
+    it has no context to be predicted from, as the first token of an unpacked example. The rows come in
+    a fixed order (the batch stream shuffles them); examples longer than `length` must be cut first.
     """
+    too_long = [len(e) for e in examples if len(e) > length]
+    if too_long:
+        raise ValueError(f"pack: {len(too_long)} examples are longer than {length} tokens; cut them first")
+    order = sorted(range(len(examples)), key=lambda i: (-len(examples[i]), i))
+    rows: list[list[int]] = []  # example indices per row
+    free: list[tuple[int, int]] = []  # (room left, row), sorted: the best fit is the first with enough room
+    for i in order:
+        at = bisect.bisect_left(free, (len(examples[i]), -1))
+        if at == len(free):
+            rows.append([])
+            room, row = length, len(rows) - 1
+        else:
+            room, row = free.pop(at)
+        rows[row].append(i)
+        if room - len(examples[i]) > 0:
+            bisect.insort(free, (room - len(examples[i]), row))
+    return [_join([examples[i] for i in row]) for row in rows]
+
+
+def _join(documents: list[Example]) -> Example:
     ids, labels = [], []
-    for e in examples:
-        ids += e.input_ids
-        labels += e.labels
-    return [Example(ids[i:i + length], labels[i:i + length]) for i in range(0, len(ids), length)]
+    for d in documents:
+        ids += d.input_ids
+        labels += [IGNORE] + d.labels[1:]
+    return Example(ids, labels, tuple(len(d) for d in documents))
 
 
-def collate(examples: list[Example], pad_id: int) -> dict:
-    """Right-padded tensors input_ids, attention_mask, labels (IGNORE on padding)."""
+def collate(examples: list[Example], pad_id: int, width: int | None = None, flatten: bool = False) -> dict:
+    """Right-padded tensors (to `width`, default the longest) of examples, or of packed rows.
+
+    Examples: input_ids, attention_mask, labels (IGNORE on padding). Packed rows: input_ids, position_ids
+    that restart at every document (the padding after the last is a document of its own), labels; no
+    attention mask, so that the model keeps attention within documents. `flatten` puts packed rows end to
+    end in one sequence (flash-attention's varlen kernels find the documents from the position ids there).
+    """
     import torch
 
-    width = max(len(e) for e in examples)
+    width = max([len(e) for e in examples] + [width or 0])
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
     for i, e in enumerate(examples):
         ids[i, :len(e)] = torch.tensor(e.input_ids)
         labels[i, :len(e)] = torch.tensor(e.labels)
-        mask[i, :len(e)] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    if not examples[0].documents:
+        mask = torch.zeros((len(examples), width), dtype=torch.long)
+        for i, e in enumerate(examples):
+            mask[i, :len(e)] = 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    positions = torch.tensor([position_ids(e, width) for e in examples], dtype=torch.long)
+    batch = {"input_ids": ids, "position_ids": positions, "labels": labels}
+    return {k: v.reshape(1, -1) for k, v in batch.items()} if flatten else batch
+
+
+def position_ids(row: Example, width: int) -> list[int]:
+    """0, 1, ... restarting at each document of a packed row, and at its padding up to `width`."""
+    out = []
+    for n in row.documents + ((width - len(row),) if width > len(row) else ()):
+        out += range(n)
+    return out
 
 
 class MicroBatches:

@@ -5,11 +5,14 @@ Usage (the supervisor runs it; so can you):
 
 The model and tokenizer come from config.json's `init_model`, a local folder (`local_files_only`: nothing is
 ever downloaded); the training file and the study's fixed validation file from its `data` (see
-autopilot.train.lm_data for how each spec is tokenized, with loss on the answer tokens only). Full fine-tuning
-or LoRA (peft); bf16 autocast on CUDA where supported, fp32 on CPU; gradient accumulation; cosine or linear
-schedule with warmup. A checkpoint (weights as save_pretrained writes them, optimizer, scheduler, random
-states, data position) is written every `save_every` steps and when the run is stopped, and the task resumes
-from the last one when started again. The run ends with the sealed evaluation of causal_lm_eval.
+autopilot.train.lm_data for how each spec is tokenized, with loss on the answer tokens only; the training
+file is tokenized once per dataset and tokenizer, autopilot.train.token_cache). Full fine-tuning or LoRA
+(peft); gradient accumulation; cosine or linear schedule with warmup. How it uses the hardware (precision,
+attention kernel, AdamW implementation, torch.compile, activation checkpointing) is the study's `causal_lm:`
+section, see autopilot.train.lm_runtime; the next step's batches are built and sent to the device while the
+device still works on the current one. A checkpoint (weights as save_pretrained writes them, optimizer,
+scheduler, random states, data position) is written every `save_every` steps and when the run is stopped, and
+the task resumes from the last one when started again. The run ends with the sealed evaluation of causal_lm_eval.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 from transformers.utils import logging as hf_logging
 
 from autopilot.errors import TrainerError
-from autopilot.train import checkpoints, lm_data
+from autopilot.paths import Project
+from autopilot.train import checkpoints, lm_data, lm_runtime, token_cache
 from autopilot.train.contract import TrainerRun
+from autopilot.train.lm_runtime import Runtime
 from autopilot.train.tasks import causal_lm_eval
 
 log = logging.getLogger("autopilot.train.tasks.causal_lm")
@@ -58,11 +63,30 @@ class TrainConfig:
     lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input"})
     lora_target_modules: str = field(default="all-linear",
                                      metadata={"help": "all-linear, or module names with commas: q_proj,v_proj"})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations: less memory"})
     save_every: int = field(default=200, metadata={"help": "checkpoint every N optimizer steps (and at the end)"})
     eval_every: int = field(default=0, metadata={"help": "validation loss every N steps (picks the best "
                                                          "checkpoint); 0 - only at the end"})
     keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept (plus the best)"})
+
+    @classmethod
+    def from_hparams(cls, hparams: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(hparams) - known)
+        if "gradient_checkpointing" in unknown:
+            raise TrainerError("baseline key gradient_checkpointing is now the study setting "
+                               "causal_lm.activation_checkpointing (it changes memory and speed, not what is learned): "
+                               "move it there")
+        settings = sorted(set(unknown) & set(lm_runtime.settings(None)))
+        if settings:
+            raise TrainerError(f"{', '.join(settings)}: settings of the study's causal_lm section, not "
+                               "hyperparameters; move them from the baseline to causal_lm:")
+        if unknown:
+            raise TrainerError(f"unknown causal_lm hyperparameter(s) {', '.join(unknown)} in the baseline; "
+                               f"the task knows {', '.join(sorted(known))}")
+        try:
+            return cls(**hparams)
+        except ValueError as e:
+            raise TrainerError(f"baseline/overrides: {e}") from None
 
     def __post_init__(self):
         if self.finetune not in ("full", "lora"):
@@ -77,35 +101,14 @@ class TrainConfig:
             raise ValueError(f"`0 <= warmup_ratio < 1` must hold, but got {self.warmup_ratio=}")
 
 
-@dataclass
-class Precision:
-    device: torch.device
-    weights: torch.dtype  # dtype the model is loaded in
-    autocast: torch.dtype | None  # dtype of the forward pass under autocast; None - no autocast
-
-    def context(self):
-        return torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None)
-
-
-def pick_precision(finetune: str) -> Precision:
-    """bf16 autocast on CUDA when supported, with fp32 master weights for full fine-tuning and a bf16 frozen
-    base for LoRA (its adapters stay fp32, as peft makes them); fp32 everywhere else."""
-    if torch.cuda.is_available():
-        device = torch.device("cuda")
-        if torch.cuda.is_bf16_supported():
-            return Precision(device, torch.bfloat16 if finetune == "lora" else torch.float32, torch.bfloat16)
-        return Precision(device, torch.float32, None)
-    return Precision(torch.device("cpu"), torch.float32, None)
-
-
 # ---------------------------------------------------------------- data
 
 def resolve(run: TrainerRun, path: str) -> Path:
     return run.root / path  # an absolute path stays itself
 
 
-def load_data(run: TrainerRun, cfg: TrainConfig, tokenizer, max_positions: int):
-    """Training examples (tokenized, maybe packed) and the fixed evaluation set."""
+def load_data(run: TrainerRun, cfg: TrainConfig, tokenizer, model_dir: Path, max_positions: int):
+    """Training examples (tokenized once per dataset, cut, maybe packed) and the fixed evaluation set."""
     data = run.config["data"]
     for key in ("train_file", "val_file"):
         if not data.get(key):
@@ -115,7 +118,9 @@ def load_data(run: TrainerRun, cfg: TrainConfig, tokenizer, max_positions: int):
     train_spec = lm_data.check_spec(data.get("train_spec") or data.get("spec", "chat_sft_v1"))
     val_spec = lm_data.check_spec(data.get("spec", "chat_sft_v1"))
     run.data_hash = lm_data.files_hash(train_file, val_file)
-    examples = lm_data.encode_all(tokenizer, lm_data.read_records(train_file), train_spec, cfg.max_length)
+    lm_data.ensure_chat_template(tokenizer)
+    encoded = token_cache.encoded(Project(run.root).token_cache, tokenizer, model_dir, train_file, train_spec)
+    examples = lm_data.select(encoded, cfg.max_length)
     if cfg.packing:
         examples = lm_data.pack(examples, cfg.max_length)
     eval_set = causal_lm_eval.build_eval_set(tokenizer, lm_data.read_records(val_file), val_spec, max_positions)
@@ -137,11 +142,12 @@ def check_metric(run: TrainerRun, eval_set: causal_lm_eval.EvalSet) -> str:
 
 # ---------------------------------------------------------------- model and optimizer
 
-def load_model(source: Path, cfg: TrainConfig, precision: Precision, adapter: Path | None = None):
+def load_model(source: Path, cfg: TrainConfig, rt: Runtime, adapter: Path | None = None):
     """The model from a local folder (never a hub download), with LoRA adapters (new, or from `adapter`)."""
-    model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True, dtype=precision.weights)
+    model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True, dtype=rt.weights,
+                                                 attn_implementation=rt.attention)
     model.config.use_cache = False  # no KV cache while training
-    if cfg.gradient_checkpointing:
+    if rt.activation_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.finetune == "lora":
         if adapter is not None:
@@ -151,14 +157,9 @@ def load_model(source: Path, cfg: TrainConfig, precision: Precision, adapter: Pa
             model = get_peft_model(model, LoraConfig(
                 r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, task_type="CAUSAL_LM",
                 target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")]))
-    return model.to(precision.device)
-
-
-def make_optimizer(model, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, fused=device.type == "cuda")
+        if rt.master_weights:
+            model = model.to(torch.bfloat16)  # peft makes adapters fp32; pure bf16 keeps fp32 masters instead
+    return model.to(rt.device)
 
 
 def total_steps(cfg: TrainConfig, batches: lm_data.MicroBatches) -> int:
@@ -169,30 +170,61 @@ def total_steps(cfg: TrainConfig, batches: lm_data.MicroBatches) -> int:
 
 # ---------------------------------------------------------------- one optimizer step
 
-def train_step(model, opt, sched, micro: list[list[lm_data.Example]], cfg: TrainConfig, precision: Precision,
-               pad_id: int) -> tuple[float, int]:
-    """Forward and backward over the micro-batches, then one optimizer step; returns (loss, tokens).
+@dataclass
+class StepBatches:
+    """The micro-batches of one optimizer step, already on the device."""
+
+    batches: list[dict]
+    n_items: int  # answer tokens of the whole step (the loss is their mean)
+    tokens: int  # tokens trained on (no padding)
+    samples: int  # examples (documents of packed rows)
+    seconds: float  # to build them and start their copy to the device
+
+
+def step_batches(s: Setup, cfg: TrainConfig, step: int) -> StepBatches:
+    start = time.perf_counter()
+    micro = [s.batches[step * cfg.grad_accum + i] for i in range(cfg.grad_accum)]
+    flatten = cfg.packing and s.rt.attention == "flash_attention_2"  # varlen kernels over position ids
+    collated = [lm_data.collate(m, s.pad_id, width=cfg.max_length if cfg.packing else None, flatten=flatten)
+                for m in micro]
+    n_items = sum(int((b["labels"][:, 1:] != lm_data.IGNORE).sum()) for b in collated)
+    pin = s.rt.device.type == "cuda"  # pinned host memory: the copy runs asynchronously
+    on_device = [{k: (v.pin_memory() if pin else v).to(s.rt.device, non_blocking=True) for k, v in b.items()}
+                 for b in collated]
+    return StepBatches(on_device, n_items, tokens=sum(len(e) for m in micro for e in m),
+                       samples=sum(len(e.documents) or 1 for m in micro for e in m),
+                       seconds=time.perf_counter() - start)
+
+
+def train_step(s: Setup, cfg: TrainConfig, sb: StepBatches) -> torch.Tensor:
+    """Forward and backward over the micro-batches, then one optimizer step; returns the loss on the device
+    (reading it waits for the device: the caller prepares the next batches first).
 
     The loss is the mean over every answer token of the step (not a mean of micro-batch means): each
     micro-batch's summed loss is divided by the step's answer-token count (transformers' num_items_in_batch).
+    A step whose compilation fails is trained again in eager mode (lm_runtime.Forward).
     """
-    batches = [lm_data.collate(m, pad_id) for m in micro]
-    n_items = sum(int((b["labels"][:, 1:] != lm_data.IGNORE).sum()) for b in batches)
-    total = torch.zeros((), device=precision.device)
-    tokens = 0
-    for b in batches:
-        b = {k: v.to(precision.device, non_blocking=True) for k, v in b.items()}
-        with precision.context():
-            loss = model(**b, num_items_in_batch=n_items).loss
+    try:
+        total = forward_backward(s, sb)
+    except Exception as e:
+        if not s.forward.fall_back(e):
+            raise
+        s.opt.zero_grad()
+        total = forward_backward(s, sb)
+    s.opt.step(cfg.max_grad_norm)
+    s.sched.step()
+    s.forward.step_done()
+    return total
+
+
+def forward_backward(s: Setup, sb: StepBatches) -> torch.Tensor:
+    total = torch.zeros((), device=s.rt.device)
+    for b in sb.batches:
+        with s.rt.context():
+            loss = s.forward(**b, num_items_in_batch=sb.n_items).loss
         loss.backward()
         total += loss.detach()
-        tokens += int(b["attention_mask"].sum())
-    if cfg.max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm)
-    opt.step()
-    sched.step()
-    opt.zero_grad(set_to_none=True)
-    return total.item(), tokens
+    return total
 
 
 # ---------------------------------------------------------------- setup
@@ -202,8 +234,10 @@ class Setup:
     """What the loop works with, built (or restored from the last checkpoint) before the first step."""
 
     model: torch.nn.Module
+    forward: lm_runtime.Forward  # the model as training calls it (compiled or not)
+    rt: Runtime
     tokenizer: Any
-    opt: torch.optim.Optimizer
+    opt: lm_runtime.Optimizer
     sched: Any
     batches: lm_data.MicroBatches
     eval_set: causal_lm_eval.EvalSet
@@ -226,7 +260,7 @@ def model_folder(run: TrainerRun) -> Path:
     return folder
 
 
-def prepare(run: TrainerRun, cfg: TrainConfig, precision: Precision) -> Setup:
+def prepare(run: TrainerRun, cfg: TrainConfig, rt: Runtime) -> Setup:
     """Tokenizer, model, data, optimizer and schedule; from the last checkpoint when there is one."""
     model_dir = model_folder(run)
     run.heartbeat(phase="load", force=True)
@@ -234,20 +268,21 @@ def prepare(run: TrainerRun, cfg: TrainConfig, precision: Precision) -> Setup:
     last, state = resume_state(run, cfg)
     torch.manual_seed(run.seed)
     if last is not None and cfg.finetune == "full":
-        model = load_model(last / "model", cfg, precision)
+        model = load_model(last / "model", cfg, rt)
     else:
-        model = load_model(model_dir, cfg, precision, adapter=last / "adapter" if last is not None else None)
-    examples, eval_set = load_data(run, cfg, tokenizer, model.config.max_position_embeddings)
+        model = load_model(model_dir, cfg, rt, adapter=last / "adapter" if last is not None else None)
+    examples, eval_set = load_data(run, cfg, tokenizer, model_dir, model.config.max_position_embeddings)
     batches = lm_data.MicroBatches(examples, cfg.batch_size, run.seed)
     steps = total_steps(cfg, batches)
-    opt = make_optimizer(model, cfg, precision.device)
-    sched = get_scheduler(cfg.schedule, opt, num_warmup_steps=round(cfg.warmup_ratio * steps),
+    opt = lm_runtime.Optimizer(model, rt, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = get_scheduler(cfg.schedule, opt.adamw, num_warmup_steps=round(cfg.warmup_ratio * steps),
                           num_training_steps=steps)
     if state is not None:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         checkpoints.set_rng_state(state["rng"])  # last: the dropout of the next step draws from here
-    return Setup(model, tokenizer, opt, sched, batches, eval_set, check_metric(run, eval_set), steps, state)
+    return Setup(model, lm_runtime.Forward(model, rt.compile), rt, tokenizer, opt, sched, batches, eval_set,
+                 check_metric(run, eval_set), steps, state)
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -289,28 +324,34 @@ def peak_memory_mb(device: torch.device) -> float:
 # ---------------------------------------------------------------- the run
 
 def train(run: TrainerRun) -> dict:
-    cfg = TrainConfig(**run.hparams)
-    precision = pick_precision(cfg.finetune)
-    run.device = str(precision.device)
-    s = prepare(run, cfg, precision)
+    cfg = TrainConfig.from_hparams(run.hparams)
+    rt = lm_runtime.resolve(run.config.get("causal_lm"), cfg.finetune)
+    run.device = str(rt.device)
+    s = prepare(run, cfg, rt)
     step, trained_before = (s.state["step"], s.state["trained_seconds"]) if s.state else (0, 0.0)
     run.log_metrics(step, event="resume" if s.state else "start", total_steps=s.total_steps,
-                    trainable_params=sum(p.numel() for p in s.model.parameters() if p.requires_grad))
+                    trainable_params=sum(p.numel() for p in s.model.parameters() if p.requires_grad),
+                    runtime=rt.record())
 
     s.model.train()
     run.begin_training(total_steps=s.total_steps, start_step=step)
     run.poll_control()  # a pause or stop that is already there holds before the first step
     t0, tokens, samples, metric = time.monotonic(), 0, 0, None
+    upcoming = step_batches(s, cfg, step) if step < s.total_steps else None
     while step < s.total_steps and not run.should_end:
-        micro = [s.batches[step * cfg.grad_accum + i] for i in range(cfg.grad_accum)]
+        sb = upcoming
         lr = s.sched.get_last_lr()[0]  # the rate this step uses
-        loss, n = train_step(s.model, s.opt, s.sched, micro, cfg, precision, s.pad_id)
-        step, tokens, samples = step + 1, tokens + n, samples + sum(len(m) for m in micro)
+        loss = train_step(s, cfg, sb)
+        # built while the device works on this step; the loss is read after
+        upcoming = step_batches(s, cfg, step + 1) if step + 1 < s.total_steps else None
+        loss = loss.item()
+        step, tokens, samples = step + 1, tokens + sb.tokens, samples + sb.samples
         seconds = time.monotonic() - t0
-        run.step(step, loss=loss, lr=lr, tokens=n, tokens_per_second=round(tokens / seconds, 1))
+        run.step(step, loss=loss, lr=lr, tokens=sb.tokens, tokens_per_second=round(tokens / seconds, 1),
+                 data_ms=round(1000 * sb.seconds, 3))
         metric = None
         if cfg.eval_every and step % cfg.eval_every == 0 and step < s.total_steps:
-            metric = validation_loss(run, s, precision, step)
+            metric = validation_loss(run, s, step)
         if step % cfg.save_every == 0 and step < s.total_steps:
             save_checkpoint(run, s, cfg, step, metric, trained_before + seconds)
     run.end_training()
@@ -318,7 +359,7 @@ def train(run: TrainerRun) -> dict:
 
     result = None
     if not run.should_end:  # stopped, skipped or out of time: no evaluation, only the checkpoint
-        result = causal_lm_eval.evaluate(s.model, s.tokenizer, s.eval_set, precision.device,
+        result = causal_lm_eval.evaluate(s.model, s.tokenizer, s.eval_set, rt.device,
                                          progress=lambda: run.heartbeat(phase="evaluate"))
         metric = result["metrics"][causal_lm_eval.PRIMARY]
         run.log_metrics(step, **result["metrics"])
@@ -333,15 +374,16 @@ def train(run: TrainerRun) -> dict:
                  "train_sequences": float(len(s.batches.examples)),
                  "epochs": step * cfg.grad_accum / s.batches.per_epoch},
         tokens_per_second=round(tokens / seconds, 1), samples_per_second=round(samples / seconds, 2),
-        peak_memory_mb=peak_memory_mb(precision.device),
+        peak_memory_mb=peak_memory_mb(rt.device),
         checkpoint=str(final.relative_to(run.root)) if final else None,
         resumed_from_step=s.state["step"] if s.state else None,
+        runtime={**rt.record(), **s.forward.record()},
     )
 
 
-def validation_loss(run: TrainerRun, s: Setup, precision: Precision, step: int) -> float:
+def validation_loss(run: TrainerRun, s: Setup, step: int) -> float:
     """The sealed evaluation's val_loss during training (no generation): the checkpoint's metric."""
-    result = causal_lm_eval.evaluate(s.model, s.tokenizer, s.eval_set, precision.device, generate=False,
+    result = causal_lm_eval.evaluate(s.model, s.tokenizer, s.eval_set, s.rt.device, generate=False,
                                      progress=lambda: run.heartbeat(phase="evaluate"))
     run.log_metrics(step, val_loss=result["metrics"]["val_loss"])
     run.heartbeat(phase="train", force=True)
@@ -357,8 +399,9 @@ def main() -> None:
             train(run)
         except torch.OutOfMemoryError as e:
             hp = {**dataclasses.asdict(TrainConfig()), **run.hparams}
-            detail = {k: hp[k] for k in ("batch_size", "grad_accum", "max_length", "packing", "finetune",
-                                         "gradient_checkpointing")}
+            detail = {k: hp[k] for k in ("batch_size", "grad_accum", "max_length", "packing", "finetune")}
+            detail.update({k: v for k, v in lm_runtime.settings(run.config.get("causal_lm")).items()
+                           if k in ("activation_checkpointing", "precision")})
             run.finish(None, status="oom", error_detail={**detail, "step": run.steps},
                        error=f"out of memory at batch_size={hp['batch_size']} (max_length={hp['max_length']}, "
                              f"step {run.steps}): {str(e).splitlines()[0]}")
