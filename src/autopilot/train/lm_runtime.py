@@ -192,8 +192,8 @@ class Forward:
         """Go eager after `error` if it may come from compilation (the first compiled step, not OOM)."""
         if self.proven or isinstance(error, torch.OutOfMemoryError):
             return False
-        first_line = (str(error).strip().splitlines() or [""])[0]
-        self.error = f"{type(error).__name__}: {first_line}"[:500]
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        self.error = f"{type(error).__name__}: {' '.join(lines[:3])}"[:500]  # dynamo names the cause on line 2
         log.warning("torch.compile failed at the first step, training in eager mode: %s", self.error)
         self.compiled, self.proven, self._call = False, True, self.model
         return True

@@ -221,7 +221,8 @@ def forward_backward(s: Setup, sb: StepBatches) -> torch.Tensor:
     total = torch.zeros((), device=s.rt.device)
     for b in sb.batches:
         with s.rt.context():
-            loss = s.forward(**b, num_items_in_batch=sb.n_items).loss
+            # no KV cache: with one, transformers would not mask packed documents apart
+            loss = s.forward(**b, num_items_in_batch=sb.n_items, use_cache=False).loss
         loss.backward()
         total += loss.detach()
     return total
