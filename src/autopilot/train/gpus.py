@@ -2,17 +2,26 @@
 
 Snakemake counts GPUs (`resources: gpu=1` on the training rule, capped by `--resources gpu=N`) but does not say
 which one a job gets. On a cluster the scheduler does (SLURM sets CUDA_VISIBLE_DEVICES for each job); on one
-machine with several GPUs, the training command claims a free one with a lock file and shows the trainer only
-that one. Without GPUs nothing is claimed and the cores alone limit how many runs train at once.
+machine with several GPUs, the training command claims a free one and shows the trainer only that one. Without
+GPUs, or with one, nothing is claimed and the cores (or the gpu count) alone limit how many runs train at once.
+
+A claim is an exclusive flock on <tmp>/autopilot-gpu-<id>.lock. The kernel drops it when the last file
+descriptor of the lock is closed, so it ends with the process however that ends: exit, exception, SIGKILL,
+the OOM killer; no stale lock is ever left to clean. The trainer a run starts inherits the descriptor
+(`held_fds`, passed by the supervisor), so the GPU stays claimed while a trainer outlives a killed `autopilot
+train`. A run that finds every GPU claimed looks again every POLL_SECONDS, and takes the first that frees;
+the lock files are shared by every user of the machine.
 
 Usage:
     n = count()                  # visible GPUs (CUDA_VISIBLE_DEVICES, else nvidia-smi), 0 without
     with claim() as device:      # "1" (CUDA_VISIBLE_DEVICES is now "1"), or None with fewer than 2 GPUs
-        ...
+        subprocess.Popen(argv, pass_fds=held_fds())
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import shutil
@@ -23,11 +32,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 1.0
+POLL_SECONDS = 0.2  # between looks for a free GPU while all are claimed
+_held: dict[str, int] = {}  # device -> lock file descriptor, of the claims of this process
 
 
 def visible() -> list[str]:
@@ -52,6 +60,38 @@ def lock_path(device: str, lock_dir: Path | None) -> Path:
     return Path(lock_dir or tempfile.gettempdir()) / f"autopilot-gpu-{device}.lock"
 
 
+def _open_lock(path: Path) -> int:
+    """A descriptor of the lock file, created if need be. Read-only: flock needs no write access, so users
+    share the file whoever made it (and O_CREAT on another user's file in sticky /tmp may be refused)."""
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        pass
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:  # another process made it just now
+        return os.open(path, os.O_RDONLY)
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, 0o644)  # whatever the umask: the others must be able to open it
+    return fd
+
+
+def try_claim(device: str, lock_dir: Path | None = None) -> int | None:
+    """The lock's descriptor when `device` was free and is now ours; None when someone holds it."""
+    fd = _open_lock(lock_path(device, lock_dir))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def held_fds() -> tuple[int, ...]:
+    """Descriptors of this process's claims: a child given them (pass_fds) keeps the claim while it lives."""
+    return tuple(_held.values())
+
+
 @contextmanager
 def claim(lock_dir: Path | None = None) -> Iterator[str | None]:
     """Hold a free GPU of several (waiting for one if all are held) and make it the only one visible."""
@@ -59,23 +99,24 @@ def claim(lock_dir: Path | None = None) -> Iterator[str | None]:
     if len(devices) < 2:
         yield None
         return
-    while True:
+    waited, fd = time.monotonic(), None
+    while fd is None:
         for device in devices:
-            lock = FileLock(str(lock_path(device, lock_dir)))
-            try:
-                lock.acquire(timeout=0)
-            except Timeout:
-                continue
-            saved = os.environ.get("CUDA_VISIBLE_DEVICES")
-            os.environ["CUDA_VISIBLE_DEVICES"] = device
-            log.info("GPU %s of %s claimed", device, ",".join(devices))
-            try:
-                yield device
-            finally:
-                _restore(saved)
-                lock.release()
-            return
-        time.sleep(POLL_SECONDS)
+            fd = try_claim(device, lock_dir)
+            if fd is not None:
+                break
+        else:
+            time.sleep(POLL_SECONDS)
+    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = device
+    _held[device] = fd
+    log.info("GPU %s of %s claimed (after %.1f s)", device, ",".join(devices), time.monotonic() - waited)
+    try:
+        yield device
+    finally:
+        _restore(saved)
+        del _held[device]
+        os.close(fd)  # the claim ends with the last descriptor: ours, and those of children that got it
 
 
 def _restore(saved: str | None) -> None:

@@ -30,7 +30,7 @@ from autopilot.enums import ACTIVE_PHASES
 from autopilot.errors import TrainerError
 from autopilot.paths import RunPaths
 from autopilot.settings import StudySettings
-from autopilot.train import adapter
+from autopilot.train import adapter, gpus
 from autopilot.train import summary as trainer_summary
 from autopilot.warm.trainers import UNKNOWN_EXIT
 
@@ -173,8 +173,9 @@ def start(argv: list[str], root: Path, out, log_path: Path):
 
         pooled = trainers.request(task, argv[3:], root, log_path)
         return pooled if pooled is not None else ForkedTrainer(task, argv[3:], root, out.fileno())
+    # the run's GPU claim goes with the trainer: it is held while either process lives (autopilot.train.gpus)
     return subprocess.Popen(argv, cwd=root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, pass_fds=gpus.held_fds())
 
 
 def _wait(proc, limit: float) -> bool:

@@ -1,0 +1,121 @@
+"""Several runs per GPU box, simulated on CPU: runs claim N "devices" (CUDA_VISIBLE_DEVICES=0,...,N-1) through
+the lock files of autopilot.train.gpus. No device is used twice at once, none idles while a run waits, and a
+claim ends with its process however it ends (exit, exception, SIGKILL), but not while its trainer lives."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from autopilot.train import gpus
+
+CLAIMER = """
+import json, os, sys, time
+from autopilot.train import gpus
+gpus.POLL_SECONDS = 0.02
+lock_dir, events, hold, mode = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+asked = time.monotonic()
+with gpus.claim(lock_dir) as device:
+    got = time.monotonic()
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == device
+    print(device, flush=True)
+    if mode == "crash":
+        raise RuntimeError("the trainer crashed")
+    if mode == "trainer":  # a trainer started as the supervisor starts one
+        from autopilot.train import supervisor
+        with open(events, "ab") as out:
+            proc = supervisor.start([sys.executable, "-c", "import time; time.sleep(60)"], os.getcwd(), out, events)
+        print(proc.pid, flush=True)
+    time.sleep(hold)
+    released = time.monotonic()
+with open(events, "a") as f:
+    f.write(json.dumps({"device": device, "asked": asked, "got": got, "released": released}) + "\\n")
+"""
+HOLD_SECONDS = 1.5
+SLACK_SECONDS = 1.0  # how long a freed device may wait for a waiting run: polling and a loaded machine
+
+
+def start(tmp_path: Path, n_devices: int, mode: str = "exit", hold: float = HOLD_SECONDS) -> subprocess.Popen:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(map(str, range(n_devices))),
+           "AUTOPILOT_NO_WARMSTART": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.Popen([sys.executable, "-c", CLAIMER, str(tmp_path / "locks"), str(tmp_path / "events.jsonl"),
+                             str(hold), mode], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def is_free(tmp_path: Path, device: str) -> bool:
+    fd = gpus.try_claim(device, tmp_path / "locks")
+    if fd is not None:
+        os.close(fd)
+    return fd is not None
+
+
+@pytest.fixture
+def locks(tmp_path):
+    (tmp_path / "locks").mkdir()
+    return tmp_path
+
+
+def test_a_generation_of_runs_keeps_every_device_busy_and_none_shared(locks):
+    n, k = 3, 8
+    procs = [start(locks, n) for _ in range(k)]
+    for p in procs:
+        assert p.wait(timeout=120) == 0, p.stderr.read()
+    runs = [json.loads(line) for line in (locks / "events.jsonl").read_text().splitlines()]
+    assert len(runs) == k and {r["device"] for r in runs} == {"0", "1", "2"}
+    for device in "012":  # one run at a time on each device
+        spans = sorted((r["got"], r["released"]) for r in runs if r["device"] == device)
+        assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
+    waited = [r for r in runs if r["got"] - r["asked"] > SLACK_SECONDS]
+    assert len(waited) >= k - n  # the rest waited for a device...
+    for release in sorted(r["released"] for r in runs):  # ...and took each one as soon as it was free
+        waiting = [r for r in waited if r["asked"] < release < r["got"]]
+        if waiting:
+            assert any(release <= r["got"] <= release + SLACK_SECONDS for r in runs), release
+
+
+@pytest.mark.parametrize("mode", ["exit", "crash"])
+def test_a_claim_ends_with_its_run(locks, mode):
+    proc = start(locks, 2, mode, hold=0.1)
+    device = proc.stdout.readline().strip()
+    assert proc.wait(timeout=60) == (0 if mode == "exit" else 1)
+    assert device in ("0", "1") and is_free(locks, device) and is_free(locks, "1" if device == "0" else "0")
+
+
+def test_a_sigkilled_run_leaves_no_stale_claim(locks):
+    proc = start(locks, 2, hold=600)
+    device = proc.stdout.readline().strip()
+    assert not is_free(locks, device)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert is_free(locks, device)
+
+
+def test_the_claim_lasts_while_the_trainer_outlives_its_run(locks):
+    proc = start(locks, 2, "trainer", hold=600)
+    device, trainer = proc.stdout.readline().strip(), int(proc.stdout.readline())
+    try:
+        proc.send_signal(signal.SIGKILL)  # `autopilot train` killed; its trainer (own session) trains on
+        proc.wait(timeout=60)
+        assert not is_free(locks, device)
+    finally:
+        os.killpg(trainer, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while not is_free(locks, device):
+        assert time.monotonic() < deadline, "the claim outlived the trainer"
+        time.sleep(0.05)
+
+
+def test_without_several_devices_nothing_is_claimed(monkeypatch, tmp_path):
+    for listed in ("", "0"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", listed)
+        with gpus.claim(tmp_path) as device:
+            assert device is None and gpus.held_fds() == ()
+    assert list(tmp_path.iterdir()) == []
