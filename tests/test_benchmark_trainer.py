@@ -22,3 +22,20 @@ def test_trainer_throughput_quick():
     assert out["bare_tokens_per_second"] > 0 and out["task_tokens_per_second"] > 0
     assert out["batch"] == 2 and out["seq"] == 64 and out["params"] > 0
     assert 0.2 < out["ratio"] < 5  # the figure itself is measured by the full run (see the module docstring)
+    assert out["mfu_task"] is None and out["peak_tflops"] is None  # no peak to compare with on a CPU
+    assert out["flops_per_token"] > 6 * out["matmul_params"] and out["flop_formula"].startswith("6 N + 12 L T")
+    assert 0 < out["input_share"] < 1 and out["runtime"]["precision"] == "fp32" and not out["runtime"]["compiled"]
+    assert out["tokenization"]["cached_seconds"] < out["tokenization"]["tokenize_seconds"]
+
+
+def test_the_peak_table_finds_each_device_by_its_name():
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import trainer_throughput as bench
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    names = {"NVIDIA H100 80GB HBM3": 989.4, "NVIDIA H100 PCIe": 756.0, "NVIDIA H200": 989.4,
+             "NVIDIA GH200 480GB": 989.4, "NVIDIA A100-SXM4-80GB": 312.0, "NVIDIA L4": 121.0, "NVIDIA L40S": 362.1,
+             "NVIDIA A10": 125.0, "NVIDIA A10G": None, "Tesla T4": None}
+    assert {name: bench.device_peak(name) for name in names} == names
+    assert bench.mfu(10_000, 6e9, 989.4) == pytest.approx(10_000 * 6e9 / 989.4e12, abs=1e-4)

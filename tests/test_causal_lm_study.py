@@ -43,7 +43,7 @@ def test_the_example_study_and_its_data_are_valid():
     train = {line for line in (REPO / study.config["data"]["train_file"]).read_text().splitlines()}
     assert len(train) >= 300
     from autopilot.train.tasks.causal_lm import TrainConfig
-    TrainConfig(**study.config["baseline"])  # every baseline key is a field of the task's config
+    TrainConfig.from_hparams(study.config["baseline"])  # every baseline key is a field of the task's config
 
 
 @pytest.mark.parametrize("change, message", [
@@ -78,6 +78,13 @@ def test_the_guard_passes_the_model_folder_and_the_data_block(tmp_path):
     assert config["init_model"] == "models/tiny-lm"
     assert config["data"]["train_file"] == "examples/data/chat_sft_small.jsonl"
     assert config["data"]["spec"] == "chat_sft_v1" and config["task"] == "causal_lm"
+    assert config["causal_lm"] == {"precision": "auto", "attention": "auto", "compile": "auto", "adamw": "fused",
+                                   "activation_checkpointing": False}  # the study's section, for every run
+    bf16 = example_config(causal_lm={"precision": "bf16_pure"})
+    assert guard.build_config(Study(Project(tmp_path), check_config(bf16, "study")),
+                              proposal("00001"))["causal_lm"]["precision"] == "bf16_pure"
+    with pytest.raises(ConfigError, match="causal_lm/compile"):
+        check_config(example_config(causal_lm={"compile": "yes"}), "study")
 
 
 # ---------------------------------------------------------------- data.source: queue
