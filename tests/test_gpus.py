@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest_lm import write_config
 
 from autopilot.train import gpus
+from autopilot.train.contract import TrainerRun
 
 CLAIMER = """
 import json, os, sys, time
@@ -28,10 +30,17 @@ with gpus.claim(lock_dir) as device:
     print(device, flush=True)
     if mode == "crash":
         raise RuntimeError("the trainer crashed")
-    if mode == "trainer":  # a trainer started as the supervisor starts one
+    trainer = [sys.executable, "-c", "from autopilot.train import gpus; gpus.join_claim(); print('joined', "
+               "flush=True); import time; time.sleep(60)"]
+    if mode == "trainer":  # a trainer started as the supervisor starts one: it gets the lock's descriptor too
         from autopilot.train import supervisor
         with open(events, "ab") as out:
-            proc = supervisor.start([sys.executable, "-c", "import time; time.sleep(60)"], os.getcwd(), out, events)
+            proc = supervisor.start(trainer, os.getcwd(), out, events)
+        print(proc.pid, flush=True)
+    if mode == "pooled":  # started by another process (the warm pool): it only has AUTOPILOT_GPU_CLAIM to join
+        import subprocess
+        proc = subprocess.Popen(trainer, stdout=subprocess.PIPE, text=True, start_new_session=True)
+        assert proc.stdout.readline().strip() == "joined"
         print(proc.pid, flush=True)
     time.sleep(hold)
     released = time.monotonic()
@@ -98,8 +107,9 @@ def test_a_sigkilled_run_leaves_no_stale_claim(locks):
     assert is_free(locks, device)
 
 
-def test_the_claim_lasts_while_the_trainer_outlives_its_run(locks):
-    proc = start(locks, 2, "trainer", hold=600)
+@pytest.mark.parametrize("mode", ["trainer", "pooled"])
+def test_the_claim_lasts_while_the_trainer_outlives_its_run(locks, mode):
+    proc = start(locks, 2, mode, hold=600)
     device, trainer = proc.stdout.readline().strip(), int(proc.stdout.readline())
     try:
         proc.send_signal(signal.SIGKILL)  # `autopilot train` killed; its trainer (own session) trains on
@@ -119,3 +129,16 @@ def test_without_several_devices_nothing_is_claimed(monkeypatch, tmp_path):
         with gpus.claim(tmp_path) as device:
             assert device is None and gpus.held_fds() == ()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_trainer_started_from_its_config_joins_the_claim(locks, monkeypatch):
+    fd = gpus.try_claim("1", locks / "locks")
+    monkeypatch.setenv(gpus.CLAIM_ENV, str(gpus.lock_path("1", locks / "locks")))
+    run = write_config(locks / "p")  # any run's config.json; nothing is trained
+    os.close(fd)
+    try:
+        TrainerRun.from_argv([str(run.config), str(run.dir)])
+        assert not is_free(locks, "1")  # this process holds it now, as the trainer it stands for
+    finally:
+        os.close(gpus._joined.pop(str(gpus.lock_path("1", locks / "locks"))))
+    assert is_free(locks, "1")

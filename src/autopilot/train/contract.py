@@ -26,6 +26,7 @@ from typing import Any
 from autopilot import fsio, schemas
 from autopilot.errors import TrainingDiverged
 from autopilot.paths import RunPaths, control_file
+from autopilot.train import gpus
 from autopilot.train import summary as trainer_summary
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class TrainerRun:
         argv = sys.argv[1:] if argv is None else argv
         if len(argv) != 2:
             sys.exit(f"usage: {Path(sys.argv[0]).name} CONFIG_JSON RUN_DIR")
+        gpus.join_claim()  # the run's GPU stays claimed while this trainer lives, whoever started it
         return cls(fsio.read_json(Path(argv[0])))
 
     @property
