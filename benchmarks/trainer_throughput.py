@@ -126,7 +126,7 @@ def step_batches(root: Path, size: dict, rt: lm_runtime.Runtime, n: int) -> list
     batches = [lm_data.collate(stream[g], tokenizer.pad_token_id, width=size["seq"], flatten=flatten)
                for g in range(n)]
     for g, b in enumerate(batches):
-        b["num_items_in_batch"] = int((b["labels"][:, 1:] != lm_data.IGNORE).sum())
+        b["num_items_in_batch"] = (b["labels"][:, 1:] != lm_data.IGNORE).sum()  # a tensor, as in the task
         b["tokens"] = sum(len(e) for e in stream[g])  # real tokens, no padding
     return [{k: v.to(rt.device) if torch.is_tensor(v) else v for k, v in b.items()} for b in batches]
 

@@ -188,6 +188,8 @@ def step_batches(s: Setup, cfg: TrainConfig, step: int) -> StepBatches:
     collated = [lm_data.collate(m, s.pad_id, width=cfg.max_length if cfg.packing else None, flatten=flatten)
                 for m in micro]
     n_items = sum(int((b["labels"][:, 1:] != lm_data.IGNORE).sum()) for b in collated)
+    for b in collated:  # a tensor, not an int: a compiled model would be compiled again for each new count
+        b["num_items_in_batch"] = torch.tensor(n_items)
     pin = s.rt.device.type == "cuda"  # pinned host memory: the copy runs asynchronously
     on_device = [{k: (v.pin_memory() if pin else v).to(s.rt.device, non_blocking=True) for k, v in b.items()}
                  for b in collated]
@@ -222,7 +224,7 @@ def forward_backward(s: Setup, sb: StepBatches) -> torch.Tensor:
     for b in sb.batches:
         with s.rt.context():
             # no KV cache: with one, transformers would not mask packed documents apart
-            loss = s.forward(**b, num_items_in_batch=sb.n_items, use_cache=False).loss
+            loss = s.forward(**b, use_cache=False).loss
         loss.backward()
         total += loss.detach()
     return total
