@@ -73,3 +73,36 @@ def test_cuda_out_of_memory_is_reported_with_the_batch_size(tmp_path, tiny_model
     summary = supervisor.run_trainer(argv(run, root), run, fsio.read_json(run.config), root)
     assert summary["status"] == "oom", summary["error"]
     assert summary["error_detail"]["batch_size"] == 6 and "batch_size=6" in summary["error"]
+
+
+GPU_HP = {"finetune": "full", "lr": 3e-3, "max_steps": 6, "packing": True, "max_length": 64, "save_every": 100}
+GPU_REFERENCE = {"precision": "bf16_autocast", "attention": "sdpa", "compile": False}
+
+
+def step_losses(run) -> list[float]:
+    return [m["loss"] for m in fsio.iter_jsonl(run.metrics) if "loss" in m]
+
+
+@pytest.mark.parametrize("change", [{"compile": True}, {"precision": "bf16_pure"}, {"precision": "fp32"},
+                                    {"activation_checkpointing": True}])
+def test_each_setting_trains_to_the_losses_of_eager_autocast_on_the_gpu(tmp_path, tiny_model_dir, change):
+    root = make_lm_project(tmp_path, tiny_model_dir)
+    reference = write_config(root, GPU_HP, run_id="00001", runtime=GPU_REFERENCE)
+    changed = write_config(root, GPU_HP, run_id="00002", runtime={**GPU_REFERENCE, **change})
+    train(reference, root)
+    summary = train(changed, root)
+    assert summary["status"] == "completed" and summary["runtime"]["compile_error"] is None
+    assert summary["runtime"]["compiled"] == change.get("compile", False)
+    assert step_losses(changed) == pytest.approx(step_losses(reference), rel=3e-2)
+
+
+@pytest.mark.skipif(not lm_runtime.flash_attention_available(), reason="flash-attn is not installed")
+def test_flash_attention_keeps_packed_documents_apart(tmp_path, tiny_model_dir):
+    """Packed rows go to flash-attention end to end (varlen over the position ids): the loss equals sdpa's."""
+    root = make_lm_project(tmp_path, tiny_model_dir)
+    losses = []
+    for run_id, attention in (("00001", "sdpa"), ("00002", "flash_attention_2")):
+        run = write_config(root, GPU_HP, run_id=run_id, runtime={**GPU_REFERENCE, "attention": attention})
+        assert train(run, root)["runtime"]["attention"] == attention
+        losses.append(step_losses(run))
+    assert losses[1] == pytest.approx(losses[0], rel=3e-2)
