@@ -51,7 +51,8 @@ def write_config(root: Path, hparams: dict | None = None, run_id: str = "00001",
     config = guard.config_document(
         run_id, "lm", "causal_lm", seed=seed, hparams={**HP, **(hparams or {})},
         metric={"name": metric[0], "goal": metric[1]}, max_seconds=max_seconds, init_model="models/tiny-lm",
-        causal_lm=runtime, data={"source": "file", "train_file": "data/train.jsonl", "val_file": "data/val.jsonl", "spec": spec, **data})
+        causal_lm=runtime,
+        data={"source": "file", "train_file": "data/train.jsonl", "val_file": "data/val.jsonl", "spec": spec, **data})
     fsio.atomic_write_json(run.config, config)
     return run
 
