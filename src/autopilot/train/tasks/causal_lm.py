@@ -174,8 +174,7 @@ def total_steps(cfg: TrainConfig, batches: lm_data.MicroBatches) -> int:
 class StepBatches:
     """The micro-batches of one optimizer step, already on the device."""
 
-    batches: list[dict]
-    n_items: int  # answer tokens of the whole step (the loss is their mean)
+    batches: list[dict]  # each with the step's answer-token count: the loss is the mean over them
     tokens: int  # tokens trained on (no padding)
     samples: int  # examples (documents of packed rows)
     seconds: float  # to build them and start their copy to the device
@@ -193,7 +192,7 @@ def step_batches(s: Setup, cfg: TrainConfig, step: int) -> StepBatches:
     pin = s.rt.device.type == "cuda"  # pinned host memory: the copy runs asynchronously
     on_device = [{k: (v.pin_memory() if pin else v).to(s.rt.device, non_blocking=True) for k, v in b.items()}
                  for b in collated]
-    return StepBatches(on_device, n_items, tokens=sum(len(e) for m in micro for e in m),
+    return StepBatches(on_device, tokens=sum(len(e) for m in micro for e in m),
                        samples=sum(len(e.documents) or 1 for m in micro for e in m),
                        seconds=time.perf_counter() - start)
 
