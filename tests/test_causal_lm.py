@@ -208,13 +208,14 @@ def test_full_finetune_resumes_from_a_stop_with_the_same_result(tmp_path, tiny_m
     root = make_lm_project(tmp_path / "stopped", tiny_model_dir)
     run = write_config(root, hp)
     trainer = TrainerRun(fsio.read_json(run.config), root=root)
-    original_step = trainer.step
+    check_step = trainer.check_step
 
-    def stop_at_5(step, loss, **metrics):
-        original_step(step, loss, **metrics)
+    def stop_at_5(step, loss):
+        at = check_step(step, loss)
         if step == 5:
             trainer.end_reason = "stopped"
-    trainer.step = stop_at_5
+        return at
+    trainer.check_step = stop_at_5
     stopped = causal_lm.train(trainer)
     assert stopped["status"] == "stopped" and stopped["metric"]["value"] is None
     assert stopped["checkpoint"].endswith("step-00000005")  # checkpointed on stop

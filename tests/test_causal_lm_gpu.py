@@ -47,12 +47,13 @@ def test_resumes_on_the_gpu_close_to_an_uninterrupted_run(tmp_path, tiny_model_d
     root = make_lm_project(tmp_path / "stopped", tiny_model_dir)
     run = write_config(root, hp)
     trainer = TrainerRun(fsio.read_json(run.config), root=root)
-    step = trainer.step
+    check_step = trainer.check_step
 
-    def stop_at_6(n, loss, **metrics):
-        step(n, loss, **metrics)
+    def stop_at_6(n, loss):
+        at = check_step(n, loss)
         trainer.end_reason = "stopped" if n == 6 else None
-    trainer.step = stop_at_6
+        return at
+    trainer.check_step = stop_at_6
     assert causal_lm.train(trainer)["status"] == "stopped"
     resumed = train(run, root)
     assert resumed["resumed_from_step"] == 6

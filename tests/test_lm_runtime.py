@@ -188,13 +188,44 @@ def test_pure_bf16_resumes_exactly_from_its_fp32_masters(project):
     _, straight = train(project, runtime, max_steps=6)
     run = write_config(project, {**HP, "max_steps": 6}, run_id=next(RUN_IDS), runtime=runtime)
     trainer = TrainerRun(fsio.read_json(run.config), root=project)
-    step = trainer.step
+    check_step = trainer.check_step
 
-    def stop_at_3(n, loss, **metrics):
-        step(n, loss, **metrics)
+    def stop_at_3(n, loss):
+        at = check_step(n, loss)
         trainer.end_reason = "stopped" if n == 3 else None
-    trainer.step = stop_at_3
+        return at
+    trainer.check_step = stop_at_3
     assert causal_lm.train(trainer)["status"] == "stopped"
     resumed = causal_lm.train(TrainerRun(fsio.read_json(run.config), root=project))
     assert resumed["resumed_from_step"] == 3
     assert {s: loss for s, (loss, _) in losses_by_step(run).items()} == pytest.approx(straight, rel=1e-6)
+
+
+# ---------------------------------------------------------------- the loop's writes overlap the device's work
+
+def test_a_steps_metrics_line_is_written_while_the_next_step_trains(project, monkeypatch):
+    """Each step's line is written after the next step was started (on a GPU, while the device computes it),
+    except before a checkpoint or an evaluation; a failing step still leaves the line of the step before."""
+    run = write_config(project, {**HP, "max_steps": 6, "save_every": 3}, run_id=next(RUN_IDS), runtime=REFERENCE)
+    lines_at_launch = []
+    train_step = causal_lm.train_step
+
+    def watched(s, cfg, sb):
+        lines_at_launch.append(sorted(m["step"] for m in fsio.iter_jsonl(run.metrics) if "loss" in m))
+        if len(lines_at_launch) == 6 and fail:
+            raise torch.OutOfMemoryError("out of memory at step 6")
+        return train_step(s, cfg, sb)
+    monkeypatch.setattr(causal_lm, "train_step", watched)
+    fail = False
+    causal_lm.train(TrainerRun(fsio.read_json(run.config), root=project))
+    # launching step k: lines up to k - 2 (k - 1 is written once step k is under way), or k - 1 after a save
+    assert lines_at_launch == [[], [], [1], [1, 2, 3], [1, 2, 3], [1, 2, 3, 4]]
+    assert [m["step"] for m in fsio.iter_jsonl(run.metrics) if "loss" in m] == [1, 2, 3, 4, 5, 6]
+    times = [m["time"] for m in fsio.iter_jsonl(run.metrics) if "loss" in m]
+    assert times == sorted(times)  # each line has the time its step ended, not the time it was written
+
+    again = write_config(project, {**HP, "max_steps": 6, "save_every": 3}, run_id=next(RUN_IDS), runtime=REFERENCE)
+    run, lines_at_launch, fail = again, [], True
+    with pytest.raises(torch.OutOfMemoryError):
+        causal_lm.train(TrainerRun(fsio.read_json(again.config), root=project))
+    assert [m["step"] for m in fsio.iter_jsonl(again.metrics) if "loss" in m] == [1, 2, 3, 4, 5]

@@ -95,12 +95,24 @@ class TrainerRun:
 
     def step(self, step: int, loss: float, **metrics: Any) -> None:
         """Record one optimizer step: divergence check, metrics line, heartbeat, control files."""
+        self.check_step(step, loss)
+        self.record_step(step, loss, **metrics)
+
+    def check_step(self, step: int, loss: float) -> float:
+        """The deciding half of `step`: divergence check and control files (a pause holds here); returns the
+        elapsed seconds at the step's end, for `record_step`."""
         self.steps = step
         self.check_loss(loss, step)
         self.last_loss = float(loss)
-        self.log_metrics(step, loss=float(loss), **metrics)
-        self.heartbeat(phase="train", **{k: v for k, v in metrics.items() if k in ("lr", "tokens_per_second")})
         self.poll_control()
+        return self.elapsed()
+
+    def record_step(self, step: int, loss: float, at: float | None = None, **metrics: Any) -> None:
+        """The writing half of `step`: the metrics line (time `at`, default now) and the heartbeat. A trainer
+        may call it after starting the next step, so that the writes overlap the device's work."""
+        line = {"step": step, "time": round(self.elapsed() if at is None else at, 3), "loss": float(loss), **metrics}
+        fsio.append_jsonl(self.files.metrics, line)
+        self.heartbeat(phase="train", **{k: v for k, v in metrics.items() if k in ("lr", "tokens_per_second")})
 
     def check_loss(self, loss: float, step: int) -> None:
         loss = float(loss)

@@ -340,22 +340,34 @@ def train(run: TrainerRun) -> dict:
     run.poll_control()  # a pause or stop that is already there holds before the first step
     t0, tokens, samples, metric = time.monotonic(), 0, 0, None
     upcoming = step_batches(s, cfg, step) if step < s.total_steps else None
+    unwritten: dict | None = None  # the last step's metrics line, written once the next step is under way
     while step < s.total_steps and not run.should_end:
         sb = upcoming
         lr = s.sched.get_last_lr()[0]  # the rate this step uses
-        loss = train_step(s, cfg, sb)
+        try:
+            loss = train_step(s, cfg, sb)
+        finally:
+            if unwritten is not None:  # the step before, written while the device works on this one
+                run.record_step(**unwritten)
+                unwritten = None
         # built while the device works on this step; the loss is read after
         upcoming = step_batches(s, cfg, step + 1) if step + 1 < s.total_steps else None
         loss = loss.item()
         step, tokens, samples = step + 1, tokens + sb.tokens, samples + sb.samples
         seconds = time.monotonic() - t0
-        run.step(step, loss=loss, lr=lr, tokens=sb.tokens, tokens_per_second=round(tokens / seconds, 1),
-                 data_ms=round(1000 * sb.seconds, 3))
-        metric = None
-        if cfg.eval_every and step % cfg.eval_every == 0 and step < s.total_steps:
-            metric = validation_loss(run, s, step)
-        if step % cfg.save_every == 0 and step < s.total_steps:
+        at = run.check_step(step, loss)  # divergence, control files: whether there is a next step
+        unwritten = dict(step=step, loss=loss, at=at, lr=lr, tokens=sb.tokens, data_ms=round(1000 * sb.seconds, 3),
+                         tokens_per_second=round(tokens / seconds, 1))
+        evaluate = cfg.eval_every and step % cfg.eval_every == 0 and step < s.total_steps
+        save = step % cfg.save_every == 0 and step < s.total_steps
+        if evaluate or save:  # in order, before the next step changes the weights
+            run.record_step(**unwritten)
+            unwritten = None
+        metric = validation_loss(run, s, step) if evaluate else None
+        if save:
             save_checkpoint(run, s, cfg, step, metric, trained_before + seconds)
+    if unwritten is not None:
+        run.record_step(**unwritten)
     run.end_training()
     run.train_seconds = time.monotonic() - t0
 
