@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest_lm import write_config
+from lm_helpers import write_config
 
 from autopilot.train import gpus
 from autopilot.train.contract import TrainerRun
@@ -53,7 +53,7 @@ SLACK_SECONDS = 1.0  # how long a freed device may wait for a waiting run: polli
 
 def start(tmp_path: Path, n_devices: int, mode: str = "exit", hold: float = HOLD_SECONDS) -> subprocess.Popen:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(map(str, range(n_devices))),
-           "AUTOPILOT_NO_WARMSTART": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+           "AUTOPILOT_NO_WARMSTART": "1"}
     return subprocess.Popen([sys.executable, "-c", CLAIMER, str(tmp_path / "locks"), str(tmp_path / "events.jsonl"),
                              str(hold), mode], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)

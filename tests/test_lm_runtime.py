@@ -9,12 +9,7 @@ import itertools
 
 import pytest
 import torch
-from conftest_lm import (
-    losses_by_step,
-    make_lm_project,
-    tiny_model_fixture,  # noqa: F401  (the tiny_model_dir fixture)
-    write_config,
-)
+from lm_helpers import losses_by_step, make_lm_project, write_config
 from transformers import AutoModelForCausalLM
 
 from autopilot import fsio, schemas

@@ -7,7 +7,7 @@ import os
 import shutil
 
 import pytest
-from conftest_lm import TRAIN_CHATS, make_lm_project, tiny_model_fixture, write_config, write_jsonl  # noqa: F401
+from lm_helpers import TRAIN_CHATS, make_lm_project, write_config, write_jsonl
 from transformers import AutoTokenizer
 
 from autopilot import fsio
