@@ -23,7 +23,7 @@ def test_every_setting_is_described_with_what_it_allows_and_its_default():
         if "default" in node and not isinstance(node["default"], list):
             assert f"`{config_docs._literal(node['default'])}`" in rows[key]
         if "enum" in node:
-            assert ", ".join(map(str, node["enum"])) in rows[key]
+            assert ", ".join(map(config_docs._literal, node["enum"])) in rows[key]  # true, not True
     for form in ("`type: float`", "`type: int`", "`type: categorical`"):  # the forms of a search_space entry
         assert form in text
 
