@@ -13,7 +13,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS = [
     ("storage", ["autopilot", "autopilot.errors", "autopilot.paths", "autopilot.fsio", "autopilot.clock",
                  "autopilot.enums", "autopilot.schemas", "autopilot.formatting", "autopilot.settings",
-                 "autopilot.extras", "autopilot.apikeys", "autopilot.bundled",
+                 "autopilot.extras", "autopilot.apikeys", "autopilot.bundled", "autopilot.config_schema",
+                 "autopilot.config_errors", "autopilot.config_docs",
                  "autopilot.warm.protocol"]),
     ("study", ["autopilot.study", "autopilot.ledger"]),
     ("holds", ["autopilot.holds"]),
