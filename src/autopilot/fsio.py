@@ -130,18 +130,6 @@ def append_text(path: Path, text: str) -> None:
     _append_bytes(path, text.encode("utf-8"), _end_torn_line)
 
 
-def ends_with(path: Path, text: str) -> bool:
-    """Whether the file ends with `text` (an append that was made already: see journal.record)."""
-    data = text.encode("utf-8")
-    try:
-        with Path(path).open("rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - len(data)))
-            return size >= len(data) and f.read() == data
-    except FileNotFoundError:
-        return False
-
-
 def _append_bytes(path: Path, data: bytes, repair) -> None:
     """Append `data` whole or not at all: `repair(fd, path, size)` first deals with a torn last line."""
     path = Path(path)

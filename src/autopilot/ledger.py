@@ -10,12 +10,15 @@ before that generation by the most. With one run per generation that is simply t
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from autopilot import fsio
+from autopilot import fsio, schemas
 from autopilot.enums import PROMOTING, RunStatus
 from autopilot.paths import RunPaths, StudyPaths, run_number
+
+log = logging.getLogger(__name__)
 
 PROMOTING_VERDICTS = tuple(sorted(PROMOTING))
 
@@ -35,7 +38,20 @@ def derive_seed(study_seed: int, run_id: str, k: int) -> int:
 
 
 def read_history(study: StudyPaths) -> list[dict]:
-    return list(fsio.iter_jsonl(study.history))
+    """The ledger's entries, each checked against schemas/history_entry. A line that is torn (a power cut), not
+    JSON or not a history entry is skipped with a warning: one bad line never stops a command, and the
+    journal records that run again from its folder (`record.sync`), whose files are the source of truth."""
+    history = []
+    for line in fsio.scan_jsonl(study.history):
+        problem = line.problem
+        if problem is None and not schemas.is_valid(line.record, "history_entry"):  # the fast check, then why
+            found = schemas.problems(line.record, "history_entry")
+            problem = f"not a history entry ({'; '.join(found[:3])})" if found else None
+        if problem is not None:
+            log.warning("%s: line %d skipped: %s", study.history, line.number, problem)
+            continue
+        history.append(line.record)
+    return history
 
 
 def generation_of(entry: dict) -> int:

@@ -4,6 +4,7 @@ Usage:
     from autopilot import schemas
     schemas.validate(obj, "proposal")          # raises SchemaError listing every problem
     problems = schemas.problems(obj, "verdict") # [] when valid
+    schemas.is_valid(line, "history_entry")     # yes or no, fast: for many documents at once
 """
 
 from __future__ import annotations
@@ -59,6 +60,26 @@ def _load(folder: Path, name: str) -> dict:
 def _validator(folder: Path, name: str) -> Draft202012Validator:
     # The schemas themselves are checked against the meta-schema by the test suite, not on every start-up.
     return Draft202012Validator(_load(folder, name))
+
+
+@functools.cache
+def _fast(folder: Path, name: str):
+    import fastjsonschema
+
+    return fastjsonschema.compile(_load(folder, name))
+
+
+def is_valid(obj: Any, name: str) -> bool:
+    """Whether `obj` matches the schema, about 20 times faster than `problems` (the schema compiled to Python
+    by fastjsonschema): for reading thousands of ledger lines. jsonschema stays the authority: on False, ask
+    `problems`, which also says what is wrong."""
+    import fastjsonschema
+
+    try:
+        _fast(schema_dir(), name)(obj)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return True
 
 
 def _where(error) -> str:

@@ -2,8 +2,10 @@
 
 `sync` is idempotent and self-healing: it appends every finished run (one with verdict.json) that the
 ledger does not hold yet, in run order, so a process killed between judging and journaling loses nothing.
-Per run it writes, in this order: <run>/journal_entry.json, a labbook section, the history line (the
-commit point), then best.json (a convenience pointer for people; programs derive the best from the ledger).
+Per run it writes, in this order: <run>/journal_entry.json, a labbook section (unless the labbook holds it
+already: a sync killed before the commit point), the history line (the commit point), then best.json
+(a convenience pointer for people; programs derive the best from the ledger). A ledger line that is torn or
+invalid is skipped by `ledger.read_history`, so its run is recorded again here.
 When a study makes several runs per generation, the labbook opens each generation with a heading that names
 the incumbent its runs were judged against; the runs of a generation are journaled in the order they finish.
 A run whose first proposal was not used adds its reasons (the rules it broke: timeout, http_500, invalid_json,
@@ -43,6 +45,9 @@ def sync(study: Study) -> list[dict]:
             entry = build_entry(study, run, verdict)
             record(study, run, entry, history, verdict["reason"])
             history.append(entry)
+        best = ledger.best_entry(history)
+        if best is not None and (ledger.read_path(paths.best) or {}).get("run_id") != best["run_id"]:
+            write_best(study, best, best["finished_at"])  # a sync killed between the commit point and best.json
     return history
 
 
@@ -67,15 +72,21 @@ def record(study: Study, run: RunPaths, entry: dict, history: list[dict], reason
     best = ledger.best_entry([*history, entry])  # a sibling of this generation may have improved by more
     previous = history[-1] if history else None
     counts = count_fallback(study, run.id, ledger.read_path(run.proposal) or {}) if entry["fallback_from"] else None
-    fsio.append_text(study.paths.labbook, generation_heading(study, entry, previous)
-                     + labbook_section(study, entry, reason, best) + fallback_counts_line(counts))
+    section = (generation_heading(study, entry, previous) + labbook_section(study, entry, reason, best)
+               + fallback_counts_line(counts))
+    if section not in study.paths.labbook.read_text(encoding="utf-8", errors="replace"):  # recorded again: once
+        fsio.append_text(study.paths.labbook, section)
     fsio.append_jsonl(study.paths.history, entry)
     if entry["verdict"] in ledger.PROMOTING_VERDICTS:
-        fsio.atomic_write_json(study.paths.best, {
-            "run_id": best["run_id"], "value": best["value"], "seed_values": best["seed_values"],
-            "metric": study.config["metric"], "verdict": best["verdict"], "params": best["params"],
-            "updated_at": entry["finished_at"],
-        })
+        write_best(study, best, entry["finished_at"])
+
+
+def write_best(study: Study, best: dict, updated_at: str) -> None:
+    fsio.atomic_write_json(study.paths.best, {
+        "run_id": best["run_id"], "value": best["value"], "seed_values": best["seed_values"],
+        "metric": study.config["metric"], "verdict": best["verdict"], "params": best["params"],
+        "updated_at": updated_at,
+    })
 
 
 def build_entry(study: Study, run: RunPaths, verdict: dict) -> dict:
