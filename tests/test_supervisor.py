@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -126,6 +127,40 @@ def test_a_hung_trainer_ignoring_sigterm_is_killed_with_its_group_marked_timeout
     child = int((run.dir / "child.pid").read_text())
     time.sleep(0.2)
     assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+
+
+def test_time_paused_does_not_count_against_the_time_limit(tmp_path, monkeypatch):
+    """A trainer held by control/pause for longer than its whole limit is not killed as `timeout`."""
+    monkeypatch.setattr(supervisor, "grace_seconds", lambda max_seconds: 1.0)
+    monkeypatch.setenv("STEPS", "3")
+    monkeypatch.setenv("STEP_SECONDS", "0.05")
+    run, config = setup_run(tmp_path, max_seconds=1.0)
+    pause = tmp_path / "control" / "pause"
+    pause.parent.mkdir()
+    pause.touch()
+    resume = threading.Timer(4.0, pause.unlink)  # twice the limit of 1 + 1 s
+    resume.start()
+    try:
+        summary = supervisor.run_trainer(argv("slow"), run, config, tmp_path)
+    finally:
+        resume.cancel()
+    assert summary["status"] == "completed", summary["error"]
+    assert summary["wall_seconds"] < 2.0  # the trainer does not count the pause either
+    assert fsio.read_json(tmp_path / "status" / "status.json")["phase"] == "finished"
+
+
+def test_a_trainer_that_ignores_a_pause_is_still_killed_once_the_pause_ends(tmp_path, monkeypatch):
+    monkeypatch.setattr(supervisor, "grace_seconds", lambda max_seconds: 0.5)
+    monkeypatch.setattr(supervisor, "TERM_WAIT_SECONDS", 0.5)
+    run, config = setup_run(tmp_path, max_seconds=0.5)
+    pause = tmp_path / "control" / "pause"
+    pause.parent.mkdir()
+    pause.touch()
+    threading.Timer(1.5, pause.unlink).start()
+    t0 = time.monotonic()
+    summary = supervisor.run_trainer(argv("hang"), run, config, tmp_path)  # hangs without looking at control/
+    assert summary["status"] == "timeout" and "paused" in summary["error"]
+    assert 1.5 + 1.0 <= time.monotonic() - t0 < 1.5 + 1.0 + 5
 
 
 def test_sigterm_to_the_supervisor_kills_the_trainer_and_writes_no_summary(tmp_path):

@@ -36,6 +36,11 @@ EXPLODE_FACTOR = 100.0  # a loss this many times the first finite loss counts as
 PAUSE_POLL_SECONDS = 0.5
 
 
+def paused(control_dir: Path) -> bool:
+    """control/pause holds a trainer at its next step, unless control/stop ends it."""
+    return control_file(control_dir, "pause").exists() and not control_file(control_dir, "stop").exists()
+
+
 class TrainerRun:
     """One trainer process's side of the contract."""
 
@@ -155,7 +160,7 @@ class TrainerRun:
         """Honour control files: wait while paused; note stop/skip and the time budget in `end_reason`."""
         paused_at = None
         pause, stop, skip = (control_file(self.control_dir, s) for s in ("pause", "stop", "skip"))
-        while pause.exists() and not stop.exists():
+        while paused(self.control_dir):
             if paused_at is None:
                 paused_at = time.monotonic()
                 log.info("paused by %s", pause)

@@ -2,8 +2,10 @@
 
 The trainer (a built-in task or the study's own command) is started in a new session so that, past
 `max_seconds` plus a grace period, the whole process group (data loader workers, shells, children) can
-be killed at once. Whatever happens, the run folder ends with a valid trainer_summary.json: the
-trainer's own, or one written here that says `timeout` or `failed` with the tail of train.log.
+be killed at once. Time spent paused (control/pause) does not count against that limit, as it does not
+count against the trainer's own budget. Whatever happens, the run folder ends with a valid
+trainer_summary.json: the trainer's own, or one written here that says `timeout` or `failed` with the tail
+of train.log.
 
 A trainer killed by the system (a signal such as the OOM killer's SIGKILL, or a trainer that reports `oom`) is
 started again, up to `max_retries` times, and resumes from its checkpoint; a failure of the trainer's own code
@@ -32,6 +34,7 @@ from autopilot.paths import RunPaths
 from autopilot.settings import StudySettings
 from autopilot.train import adapter, gpus
 from autopilot.train import summary as trainer_summary
+from autopilot.train.contract import paused
 from autopilot.warm.trainers import UNKNOWN_EXIT
 
 log = logging.getLogger(__name__)
@@ -102,7 +105,7 @@ def _attempt(argv: list[str], run: RunPaths, config: dict, root: Path) -> tuple[
             reason = f"could not start trainer {argv[0]!r}: {e}"
             return write_fallback_summary(run, config, root, "failed", reason, 0.0), None
         try:
-            timed_out = _wait(proc, limit)
+            timed_out, held = _wait(proc, limit, root / config["paths"]["control_dir"])
         except Interrupted:
             mark_ended(config, root, "interrupted")
             raise
@@ -112,7 +115,7 @@ def _attempt(argv: list[str], run: RunPaths, config: dict, root: Path) -> tuple[
         return write_fallback_summary(
             run, config, root, "timeout",
             f"trainer exceeded max_seconds={max_seconds:g} (+{grace_seconds(max_seconds):g}s grace); "
-            f"its process group was killed after {wall:.1f}s",
+            f"its process group was killed after {wall:.1f}s" + (f" ({held:.1f}s of them paused)" if held else ""),
             wall,
         ), None
     killed_by = system_kill(proc.returncode, run)
@@ -178,20 +181,27 @@ def start(argv: list[str], root: Path, out, log_path: Path):
                             env={**os.environ, "PYTHONUNBUFFERED": "1"}, pass_fds=gpus.held_fds())
 
 
-def _wait(proc, limit: float) -> bool:
-    """Wait for the trainer; past `limit` kill its process group. True if it was killed.
+def _wait(proc, limit: float, control_dir: Path) -> tuple[bool, float]:
+    """Wait for the trainer; past `limit` seconds, not counting those while control/pause holds it, kill its
+    process group. Returns whether it was killed, and the seconds it was held.
 
     A stop signal to this process (the daemon's SIGTERM, Ctrl-C) kills the trainer's group too and raises
     Interrupted: a trainer in its own session would otherwise go on training with nobody waiting for it.
     """
-    deadline = time.monotonic() + limit
+    last = time.monotonic()
+    deadline, held = last + limit, 0.0
     with _stop_flag() as stop:
         while True:
             try:
                 proc.wait(timeout=max(0.0, min(WAIT_SLICE_SECONDS, deadline - time.monotonic())))
-                return False
+                return False, held
             except subprocess.TimeoutExpired:
                 pass
+            now = time.monotonic()
+            if paused(control_dir):  # the slice counts as paused: the deadline moves on with the clock
+                deadline += now - last
+                held += now - last
+            last = now
             if stop:
                 _kill_group(proc)
                 raise Interrupted(f"stopped by {signal_name(stop[0])}: the trainer's process group was "
@@ -200,7 +210,7 @@ def _wait(proc, limit: float) -> bool:
                 break
     log.warning("trainer pid %d exceeded %.0fs: terminating its process group", proc.pid, limit)
     _kill_group(proc)
-    return True
+    return True, held
 
 
 @contextlib.contextmanager
