@@ -18,6 +18,7 @@ from autopilot.ledger import Slot
 from autopilot.paths import Project
 from autopilot.propose.decide import propose_run
 from autopilot.study import Study, check_config
+from autopilot.train import runner
 from autopilot.workflow import plan
 from autopilot.workflow.plan import Plan, plan_runs
 
@@ -169,11 +170,13 @@ def fake_trained_run(study: Study, run_id: str, seed_values: list[float], slot: 
                     "fallback_from": None, "created_at": now_iso(), "generation": slot.generation,
                     "generation_index": slot.index}
         fsio.atomic_write_json(run.proposal, proposal)
-    fsio.atomic_write_json(run.config, guard.build_config(study, fsio.read_json(run.proposal)))
+    config = guard.build_config(study, fsio.read_json(run.proposal))
     for k, value in enumerate(seed_values):
+        seed_config = config if k == 0 else runner.seed_config(config, study, run.seed(k), k)
+        fsio.atomic_write_json(run.seed(k).config, seed_config)
         summary = {"status": "completed", "metric": {"name": study.metric_name, "value": value, "goal": "maximize"},
-                   "per_example": None, "metrics": {}, "seed": k, "steps": 1, "train_seconds": 1.0,
-                   "wall_seconds": 1.0, "device": "cpu", "checkpoint": None, "error": None,
+                   "per_example": None, "metrics": {}, "seed": k, "nonce": seed_config["nonce"], "steps": 1,
+                   "train_seconds": 1.0, "wall_seconds": 1.0, "device": "cpu", "checkpoint": None, "error": None,
                    "manifest": SUMMARY_MANIFEST}
         fsio.atomic_write_json(run.seed(k).summary, summary)
 

@@ -240,3 +240,32 @@ def test_a_storm_of_sigkills_and_power_cuts_during_journal_writes_loses_nothing(
     print(f"storm: {ROUNDS} rounds in {took:.1f}s: {outcomes}; {journaled} runs journaled during the storm")
     assert outcomes["killed"] >= 30 and outcomes["power-cut"] >= 5 and outcomes["disk-full"] >= 5
     assert journaled >= 20  # the storm hit journal writes, not idle children
+
+
+# --- a seed's summary counts only when it answers its config -------------------------------------------------
+def seed_files(run, config: dict | None, summary_nonce: str | None | bool, value: float = 0.9) -> None:
+    """A seed folder: its config.json (None: none) and a summary echoing `summary_nonce` (False: no nonce key)."""
+    if config is not None:
+        fsio.atomic_write_json(run.config, config)
+    summary = {"status": "completed", "metric": {"value": value}, "train_seconds": 1.0}
+    if summary_nonce is not False:
+        summary["nonce"] = summary_nonce
+    fsio.atomic_write_json(run.summary, summary)
+
+
+def test_a_seed_summary_counts_only_when_it_answers_its_seed_folders_config(study, caplog):
+    run = study.paths.run("00001")
+    seed_files(run, {"run_id": "00001", "nonce": "aaaa"}, "aaaa")
+    seed_files(run.seed(1), {"run_id": "00001", "nonce": "bbbb"}, "bbbb", 0.8)       # a seed that ran: counted
+    seed_files(run.seed(2), {"run_id": "00001", "nonce": "cccc"}, "old1", 0.99)      # from an earlier start
+    seed_files(run.seed(3), None, "dddd", 0.99)                                      # no seed was started here
+    seed_files(run.seed(4), {"run_id": "00001", "nonce": "eeee"}, False, 0.99)       # never echoed one
+    seed_files(run.seed(5), {"run_id": "00001"}, False, 0.7)                         # before nonces: both none
+    assert [(k, s["metric"]["value"]) for k, s in ledger.seed_summaries(run)] == [(0, 0.9), (1, 0.8), (5, 0.7)]
+    assert "seed-2/trainer_summary.json is not counted: it does not answer" in caplog.text
+    assert ledger.first_summary(run)["metric"]["value"] == 0.9
+
+    seed_files(run, None, "zzzz")  # the run's own summary replaced by one for another config
+    stand_in = ledger.first_summary(run)
+    assert stand_in["status"] == "failed" and "does not answer this run's config.json" in stand_in["error"]
+    assert [k for k, _ in ledger.seed_summaries(run)] == [1, 5]

@@ -8,9 +8,10 @@ import subprocess
 from helpers import VENV_BIN, env, snakemake
 from ops_study import make_slow_project
 
-from autopilot import fsio, ledger
+from autopilot import fsio, guard, ledger
 from autopilot.paths import Project
 from autopilot.study import Study
+from autopilot.train import runner
 
 NOISE_SEEDS = 3
 
@@ -37,3 +38,22 @@ def test_a_lost_ledger_line_does_not_make_a_run_a_second_baseline(tmp_path):
     assert not study.paths.history.exists()  # a read: `train` writes no journal
     snakemake(root, "--config", "iterations=0")  # the next invocation repairs the journal from the run folders
     assert [e["run_id"] for e in fsio.iter_jsonl(study.paths.history)] == ["00001"]
+
+
+
+def test_a_seed_summary_from_before_the_seed_started_is_not_taken_for_its_result(tmp_path):
+    """runs/<study>/<run>/seeds/seed-1/trainer_summary.json already there (left over, copied in): the seed
+    trains all the same, and its own summary is the one that counts."""
+    root = make_slow_project(tmp_path / "p", steps=2, step_seconds=0.01)
+    study = Study.load(Project(root), root / "config" / "config.yaml")
+    run = study.paths.run("00001")
+    proposal = {"run_id": "00001", "policy": "baseline", "overrides": {}, "rationale": "the baseline run",
+                "hypothesis": "a reference point", "fallback_from": None}
+    fsio.atomic_write_json(run.config, guard.build_config(study, proposal))
+    planted = {"status": "completed", "metric": {"name": "val_accuracy", "value": 0.999, "goal": "maximize"}}
+    fsio.atomic_write_json(run.seed(1).summary, planted)
+
+    summary = runner.train_seed(study, run, fsio.read_json(run.config), 1)
+    assert summary["status"] == "completed" and summary["metric"]["value"] != 0.999
+    assert summary["nonce"] == fsio.read_json(run.seed(1).config)["nonce"] != fsio.read_json(run.config)["nonce"]
+    assert runner.train_seed(study, run, fsio.read_json(run.config), 1) == summary  # done: not trained again

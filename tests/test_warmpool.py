@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from test_cnn_task import HP, argv, write_config
+from test_supervisor import gone
 
 from autopilot import fsio
 from autopilot.train import checkpoints
@@ -25,9 +26,9 @@ TRAIN = ("import sys, json; from pathlib import Path; from autopilot import fsio
          "f'runs/s/{sys.argv[1]}']; supervisor.run_trainer(argv, run, fsio.read_json(run.config), root)")
 
 
-def train_in_subprocess(root: Path, run_id: str) -> subprocess.Popen:
+def train_in_subprocess(root: Path, run_id: str, **extra_env: str) -> subprocess.Popen:
     """`autopilot train` runs in its own process; so does this (pytest's process has run torch already)."""
-    env = {k: v for k, v in os.environ.items() if k != "AUTOPILOT_NO_WARMSTART"}
+    env = {**{k: v for k, v in os.environ.items() if k != "AUTOPILOT_NO_WARMSTART"}, **extra_env}
     return subprocess.Popen([sys.executable, "-c", TRAIN, run_id], cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -117,7 +118,9 @@ def test_a_pooled_trainer_holds_neither_the_pools_socket_nor_other_supervisors_c
     try:
         for run_id in ("00001", "00002"):
             run = write_config(root, {**HP, "epochs": 100_000}, run_id)
-            trainer = trainers.request("cnn_digits", argv(run, root)[3:], root, run.train_log)
+            lock = os.open(run.trainer_lock, os.O_RDWR | os.O_CREAT)  # what the supervisor holds (train.runlock)
+            trainer = trainers.request("cnn_digits", argv(run, root)[3:], root, run.train_log, lock)
+            os.close(lock)
             assert trainer is not None
             started.append(trainer)
         path = trainers.socket_path(root, "cnn_digits")
@@ -147,3 +150,25 @@ def takes_connections(path: str) -> bool:
         return False
     finally:
         probe.close()
+
+
+def trainer_pid(root: Path, run_id: str) -> int:
+    """The trainer's pid once it has trained an epoch (the run's lock file names it)."""
+    deadline = time.monotonic() + 120
+    while not checkpoints.complete(root / f"runs/s/{run_id}/checkpoint") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return fsio.read_json(root / f"runs/s/{run_id}/.trainer.lock")["trainer"]["pid"]
+
+
+@pytest.mark.parametrize("started_by", ["pool", "supervisor"])
+def test_a_warm_trainer_dies_with_its_supervisor(root, started_by):
+    """SIGKILL to `autopilot train`: the trainer forked for it, by the pool or by itself, does not train on."""
+    write_config(root, {**HP, "epochs": 1000}, "00001")
+    # no room for a socket path under a TMPDIR this long: no pool, the supervisor forks the trainer itself
+    no_pool = {"TMPDIR": str(root / ("t" * 120))} if started_by == "supervisor" else {}
+    proc = train_in_subprocess(root, "00001", **no_pool)
+    trainer = trainer_pid(root, "00001")
+    assert (parent(trainer) in pool_pids(root)) == (started_by == "pool")
+    proc.kill()
+    proc.wait()
+    assert gone(trainer, within=trainers.ORPHAN_TERM_SECONDS + 10), "the trainer trains on with nobody waiting"

@@ -215,6 +215,7 @@ def config_document(run_id: str, study: str, task: str, *, seed: int, hparams: d
         "task": task,
         "seed": seed,
         "seed_index": seed_index,
+        "nonce": ledger.new_nonce(),  # echoed by the trainer: binds its summary to this document
         "hparams": dict(hparams),
         "overrides": dict(overrides or {}),
         "metric": dict(metric),

@@ -5,12 +5,17 @@ is derived from it, never kept as separate state. Runs are made in generations (
 trained side by side, each judged against the best run before its generation), so the incumbent is: among the
 promoted runs (`baseline` or `improved`) of the latest generation that has any, the one that beat the incumbent
 before that generation by the most. With one run per generation that is simply the last promoted run.
+
+A seed's trainer_summary.json counts only when it answers that seed folder's config.json: each config.json
+carries a fresh `nonce` (`new_nonce`), which the trainer echoes in its summary. A summary that was there before
+its seed started, or that belongs to another attempt or config, is not counted (and a warning says so).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +40,11 @@ def derive_seed(study_seed: int, run_id: str, k: int) -> int:
     """Seed of the k-th seed of a run: stable, independent of everything but the study seed and run id."""
     digest = hashlib.sha256(f"{study_seed}:{run_id}:{k}".encode()).digest()
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def new_nonce() -> str:
+    """A fresh attempt id for a config.json; the trainer echoes it in trainer_summary.json."""
+    return secrets.token_hex(8)
 
 
 def read_history(study: StudyPaths) -> list[dict]:
@@ -96,17 +106,37 @@ def slot_of(run: RunPaths, history: list[dict]) -> Slot:
     return recorded_slot(run) or Slot(max((generation_of(e) for e in history), default=0) + 1, 0)
 
 
+def bound_summary(seed: RunPaths) -> dict | None:
+    """The seed folder's summary if it answers the folder's config.json (the same nonce), else None."""
+    if not seed.summary.exists():
+        return None
+    summary = fsio.read_json(seed.summary)
+    config = read_path(seed.config)
+    if config is None or summary.get("nonce") != config.get("nonce"):
+        log.warning("%s is not counted: it does not answer %s (nonce %r, config.json has %r)", seed.summary,
+                    seed.config, summary.get("nonce"), None if config is None else config.get("nonce"))
+        return None
+    return summary
+
+
 def seed_summaries(run: RunPaths) -> list[tuple[int, dict]]:
-    """(k, summary) of every seed of a run that has a summary: seed 0 first."""
-    found = []
-    if run.summary.exists():
-        found.append((0, fsio.read_json(run.summary)))
+    """(k, summary) of every seed of a run that has a summary answering its config: seed 0 first."""
+    seeds = [(0, run)]
     if run.seeds_dir.is_dir():
-        for d in sorted(run.seeds_dir.iterdir(), key=lambda p: int(p.name.split("-")[-1])):
-            summary = RunPaths(d).summary
-            if d.name.startswith("seed-") and summary.exists():
-                found.append((int(d.name.split("-")[-1]), fsio.read_json(summary)))
-    return found
+        extra = [d for d in run.seeds_dir.iterdir() if d.name.startswith("seed-")]
+        seeds += [(int(d.name.split("-")[-1]), RunPaths(d)) for d in sorted(extra, key=lambda p: int(p.name[5:]))]
+    found = [(k, bound_summary(seed)) for k, seed in seeds]
+    return [(k, summary) for k, summary in found if summary is not None]
+
+
+def first_summary(run: RunPaths) -> dict:
+    """The summary of the run's own seed, or a `failed` stand-in that says why there is none to count."""
+    summary = bound_summary(run)
+    if summary is not None:
+        return summary
+    why = ("no trainer summary" if not run.summary.exists() else
+           f"{run.summary.name} does not answer this run's config.json (its nonce differs): not counted")
+    return {"status": "failed", "metric": {"value": None}, "error": why}
 
 
 def is_success(summary: dict) -> bool:

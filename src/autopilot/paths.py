@@ -57,6 +57,7 @@ class RunPaths:
     metrics = property(lambda self: self.dir / "metrics.jsonl")
     summary = property(lambda self: self.dir / "trainer_summary.json")
     train_log = property(lambda self: self.dir / "train.log")
+    trainer_lock = property(lambda self: self.dir / ".trainer.lock")  # one trainer at a time (train.runlock)
     checkpoint = property(lambda self: self.dir / "checkpoint")
     verdict = property(lambda self: self.dir / "verdict.json")
     entry = property(lambda self: self.dir / "journal_entry.json")

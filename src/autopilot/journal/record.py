@@ -93,7 +93,7 @@ def build_entry(study: Study, run: RunPaths, verdict: dict) -> dict:
     proposal = ledger.read_path(run.proposal) or {}
     config = ledger.read_path(run.config) or {}
     summaries = [s for _, s in ledger.seed_summaries(run)]
-    first = summaries[0] if summaries else {"status": "failed", "error": "no trainer summary"}
+    first = ledger.first_summary(run)
     hparams = config.get("hparams", {})
     fallback = proposal.get("fallback_from")
     error = first.get("error")

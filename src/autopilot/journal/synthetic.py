@@ -53,8 +53,9 @@ def write_runs(study: Study, n: int, seed: int = 0) -> None:
         value = round(rng.uniform(0.8, 0.97), 4)
         summary = {"status": "completed", "metric": {"name": study.metric_name, "value": value,
                    "goal": study.settings.metric.goal}, "per_example": None, "metrics": {},
-                   "seed": config["seed"], "steps": 10, "train_seconds": 1.0, "wall_seconds": 1.5,
-                   "device": "cpu", "checkpoint": None, "error": None, "manifest": SUMMARY_MANIFEST}
+                   "seed": config["seed"], "nonce": config["nonce"], "steps": 10, "train_seconds": 1.0,
+                   "wall_seconds": 1.5, "device": "cpu", "checkpoint": None, "error": None,
+                   "manifest": SUMMARY_MANIFEST}
         verdict_name = "baseline" if i == 1 else rng.choice(["regressed", "inconclusive", "improved"])
         verdict = {"run_id": run_id, "verdict": verdict_name, "compared_to": None if i == 1 else best_id,
                    "metric": dict(study.config["metric"]), "value": value, "seed_values": [value],

@@ -34,7 +34,7 @@ def seed_results(run: RunPaths) -> list[stats.SeedResult]:
 def judge_run(study: Study, run_id: str) -> dict:
     run = study.paths.run(run_id)
     history = ledger.before_generation(record.current_history(study), ledger.run_generation(run))
-    first = fsio.read_json(run.summary)
+    first = ledger.first_summary(run)
     cand = seed_results(run)
     best = ledger.best_entry(history)
     base = {

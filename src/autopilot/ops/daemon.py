@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from autopilot import fsio, holds, ledger, settings
+from autopilot import fsio, holds, ledger, processes, settings
 from autopilot.errors import AutopilotError
 from autopilot.ops import control, cron
 from autopilot.paths import Project
@@ -172,7 +172,7 @@ class Daemon:
                 pass
             if self.stop_requested:
                 self.write_state("stopping", note="SIGTERM: terminating the workflow")
-                return terminate_group(proc)
+                return processes.terminate_group(proc, STOP_WAIT_SECONDS)
 
     def sleep(self, seconds: float) -> None:
         """Sleep, waking early for a signal."""
@@ -188,20 +188,6 @@ class Daemon:
             "poll_seconds": self.settings and self.settings.poll_seconds,
             "max_wall_seconds": self.settings and self.settings.max_wall_seconds,
         })
-
-
-def terminate_group(proc: subprocess.Popen) -> int:
-    """SIGTERM a process group (its leader is `proc`), SIGKILL it if it outlives STOP_WAIT_SECONDS; the exit status."""
-    for sig, wait in ((signal.SIGTERM, STOP_WAIT_SECONDS), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            return proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            log.warning("snakemake (pid %d) outlived SIGTERM by %.0fs: SIGKILL", proc.pid, STOP_WAIT_SECONDS)
-    return proc.wait()
 
 
 def run_daemon(project: Project, invocation: cron.Invocation) -> str:

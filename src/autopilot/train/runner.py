@@ -6,7 +6,8 @@ Seed 0 trains in the run folder. Then:
     (`max_confirm_seeds` when it changes a noise-altering key); any other candidate stops at one seed.
 The incumbent is the best run before the run's generation, as in the judge, whatever its siblings did.
 Extra seed k lives in <run>/seeds/seed-k/ with the same files as the run folder. A seed that already has a
-final summary is not trained again, so a re-invoked run picks up where it was killed.
+final summary answering its config.json is not trained again, so a re-invoked run picks up where it was
+killed; any other seed gets a config.json with a fresh nonce, which its summary must echo to count.
 
 Usage:
     summaries = train_run(study, "00007")
@@ -36,14 +37,15 @@ def seed_config(config: dict, study: Study, seed_run: RunPaths, k: int) -> dict:
     out = copy.deepcopy(config)
     out["seed"] = ledger.derive_seed(study.settings.seed, config["run_id"], k)
     out["seed_index"] = k
+    out["nonce"] = ledger.new_nonce()  # a summary from before this start does not answer it
     out["paths"]["run_dir"] = str(seed_run.dir.relative_to(study.project.root))
     return out
 
 
 def train_seed(study: Study, run: RunPaths, config: dict, k: int) -> dict:
     seed_run = run.seed(k)
-    if k > 0 and seed_run.summary.exists():
-        summary = fsio.read_json(seed_run.summary)
+    summary = ledger.bound_summary(seed_run) if k > 0 else None
+    if summary is not None:
         if summary["status"] in FINAL_STATUSES:
             log.info("run %s seed %d already trained (%s)", run.id, k, summary["status"])
             return summary

@@ -32,6 +32,7 @@ def build(config: dict, root: Path, status: str, *, metric_value: float | None =
             "name": per_example_name, "goal": per_example_goal or goal, "values": [float(v) for v in per_example]},
         "metrics": {k: finite_or_none(v) for k, v in (metrics or {}).items()},
         "seed": config["seed"],
+        "nonce": config.get("nonce"),  # binds the summary to the config.json it answers (see ledger.bound_summary)
         "steps": int(steps),
         "train_seconds": round(train_seconds, 3),
         "wall_seconds": round(wall_seconds, 3),

@@ -12,11 +12,17 @@ started again, up to `max_retries` times, and resumes from its checkpoint; a fai
 (a traceback, a non-zero exit, a `failed` summary) is never retried, and neither is a timeout. The summary
 records `attempts`. If `autopilot train` itself is told to stop (SIGTERM, SIGINT, SIGHUP), the trainer's
 process group is killed and no summary is written, so the run resumes on the next invocation.
+
+No trainer outlives its supervisor or shares its folder with another: the trainer dies with `autopilot train`
+however that ends (a SIGKILL included: `autopilot.processes.die_with_parent`, or the warm pool watching the
+connection), holds the run folder's lock while it lives (`train.runlock`), and what is left of its process
+group is killed as soon as it ends.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -27,12 +33,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from autopilot import fsio, schemas
+from autopilot import fsio, processes, schemas
 from autopilot.enums import ACTIVE_PHASES
 from autopilot.errors import TrainerError
 from autopilot.paths import RunPaths
 from autopilot.settings import StudySettings
-from autopilot.train import adapter, gpus
+from autopilot.train import adapter, gpus, runlock
 from autopilot.train import summary as trainer_summary
 from autopilot.train.contract import paused
 from autopilot.warm.trainers import UNKNOWN_EXIT
@@ -73,23 +79,27 @@ def trainer_argv(config: dict, settings: StudySettings, run: RunPaths, root: Pat
 
 
 def run_trainer(argv: list[str], run: RunPaths, config: dict, root: Path, max_retries: int = 0) -> dict:
-    """Run the trainer to completion or to its time limit, retrying kills by the system; return the summary."""
-    attempt = 1
-    summary, killed_by = _attempt(argv, run, config, root)
-    while killed_by and attempt <= max_retries:
-        log.warning("%s: attempt %d %s; starting it again", run.dir, attempt, killed_by)
-        with run.train_log.open("ab") as out:
-            out.write(f"\n=== autopilot: attempt {attempt} {killed_by}: retrying ===\n".encode())
-        time.sleep(RETRY_WAIT_SECONDS)
-        attempt += 1
-        summary, killed_by = _attempt(argv, run, config, root)
-    summary = {**summary, "attempts": attempt}
-    schemas.validate(summary, "trainer_summary")
-    fsio.atomic_write_json(run.summary, summary)
+    """Run the trainer to completion or to its time limit, retrying kills by the system; return the summary.
+
+    TrainerError if another `autopilot train` is training in this folder."""
+    with runlock.hold(run) as lock:
+        attempt = 1
+        summary, killed_by = _attempt(argv, run, config, root, lock)
+        while killed_by and attempt <= max_retries:
+            log.warning("%s: attempt %d %s; starting it again", run.dir, attempt, killed_by)
+            with run.train_log.open("ab") as out:
+                out.write(f"\n=== autopilot: attempt {attempt} {killed_by}: retrying ===\n".encode())
+            time.sleep(RETRY_WAIT_SECONDS)
+            attempt += 1
+            summary, killed_by = _attempt(argv, run, config, root, lock)
+        summary = {**summary, "attempts": attempt}
+        schemas.validate(summary, "trainer_summary")
+        fsio.atomic_write_json(run.summary, summary)
     return summary
 
 
-def _attempt(argv: list[str], run: RunPaths, config: dict, root: Path) -> tuple[dict, str | None]:
+def _attempt(argv: list[str], run: RunPaths, config: dict, root: Path,
+             lock: runlock.RunLock) -> tuple[dict, str | None]:
     """One start of the trainer: its summary, and why the system killed it (None: ran, failed or timed out)."""
     max_seconds = float(config["max_seconds"])
     limit = max_seconds + grace_seconds(max_seconds)
@@ -100,10 +110,11 @@ def _attempt(argv: list[str], run: RunPaths, config: dict, root: Path) -> tuple[
         out.write(f"\n=== autopilot: {' '.join(argv)} (limit {limit:.0f}s) ===\n".encode())
         out.flush()
         try:
-            proc = start(argv, root, out, run.train_log)
+            proc = start(argv, root, out, run.train_log, lock.fd)
         except OSError as e:
             reason = f"could not start trainer {argv[0]!r}: {e}"
             return write_fallback_summary(run, config, root, "failed", reason, 0.0), None
+        lock.trainer_started(proc.pid)
         try:
             timed_out, held = _wait(proc, limit, root / config["paths"]["control_dir"])
         except Interrupted:
@@ -167,18 +178,22 @@ def _summary_status(run: RunPaths) -> str | None:
         return None
 
 
-def start(argv: list[str], root: Path, out, log_path: Path):
-    """Start the trainer in its own session, output to `out`: a built-in task is forked warm."""
+def start(argv: list[str], root: Path, out, log_path: Path, lock_fd: int):
+    """Start the trainer in its own session, output to `out`, holding the run's lock `lock_fd`, dying with this
+    process: a built-in task is forked warm."""
     task = builtin_task(argv)
     if task is not None and os.environ.get("AUTOPILOT_NO_WARMSTART") != "1":
         from autopilot.warm import trainers
         from autopilot.warm.fork import ForkedTrainer
 
-        pooled = trainers.request(task, argv[3:], root, log_path)
+        pooled = trainers.request(task, argv[3:], root, log_path, lock_fd)
         return pooled if pooled is not None else ForkedTrainer(task, argv[3:], root, out.fileno())
-    # the run's GPU claim goes with the trainer: it is held while either process lives (autopilot.train.gpus)
-    return subprocess.Popen(argv, cwd=root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, pass_fds=gpus.held_fds())
+    # the run's lock and its GPU claim go with the trainer: each is held while either process lives
+    popen = subprocess.Popen(argv, cwd=root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                             pass_fds=(lock_fd, *gpus.held_fds()),
+                             preexec_fn=functools.partial(processes.die_with_parent, os.getpid()),
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return processes.GroupLeader(popen.pid, popen)
 
 
 def _wait(proc, limit: float, control_dir: Path) -> tuple[bool, float]:
@@ -230,21 +245,8 @@ def _stop_flag() -> Iterator[list[int]]:
 
 
 def _kill_group(proc) -> None:
-    """SIGTERM the trainer's process group, SIGKILL it after TERM_WAIT_SECONDS, and reap the leader."""
-    _signal_group(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=TERM_WAIT_SECONDS)
-    except subprocess.TimeoutExpired:
-        _signal_group(proc.pid, signal.SIGKILL)
-        proc.wait()
-    _signal_group(proc.pid, signal.SIGKILL)  # children that outlived the leader
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+    """SIGTERM the trainer's process group, SIGKILL it after TERM_WAIT_SECONDS; the leader is reaped."""
+    processes.terminate_group(proc, TERM_WAIT_SECONDS)
 
 
 def _collect(returncode: int, run: RunPaths, config: dict, root: Path, wall: float) -> dict:
@@ -254,6 +256,12 @@ def _collect(returncode: int, run: RunPaths, config: dict, root: Path, wall: flo
             schemas.validate(summary, "trainer_summary", what=str(run.summary))
         except Exception as e:  # a broken summary is the trainer's failure, not ours
             return write_fallback_summary(run, config, root, "failed", f"trainer wrote an invalid summary: {e}", wall)
+        if "nonce" not in summary:  # a trainer without the contract's helper: this start is the only writer
+            summary["nonce"] = config.get("nonce")  # (the summary was removed before it, the run's lock held)
+        if summary["nonce"] != config.get("nonce"):
+            return write_fallback_summary(
+                run, config, root, "failed", f"{run.summary} answers another config.json (nonce "
+                f"{summary['nonce']!r}, this attempt's is {config.get('nonce')!r}): not this trainer's result", wall)
         if returncode not in (0, UNKNOWN_EXIT) and summary["status"] == "completed":
             return write_fallback_summary(
                 run, config, root, "failed", f"trainer exited with status {returncode} after reporting success", wall

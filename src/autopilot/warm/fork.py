@@ -6,20 +6,20 @@ imported them: the project's warm pool (`autopilot.warm.trainers`, shared by all
 `autopilot train` process itself (`ForkedTrainer`). A forked trainer is a normal trainer in every way that
 matters: its own session and process group (killable as a whole), the project root as working directory,
 stdout and stderr in train.log, and the task's `main()` with the usual `CONFIG RUN_DIR` arguments. The
-forking process imports but never computes, so no thread pool exists to be broken by the fork.
+forking process imports but never computes, so no thread pool exists to be broken by the fork. One forked
+by `autopilot train` dies with it (PR_SET_PDEATHSIG); one forked by the pool dies with the `autopilot train`
+that asked for it (the pool watches that connection) but outlives the pool itself.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import subprocess
 import sys
-import time
 import traceback
 from pathlib import Path
 
-POLL_SECONDS = 0.02
+from autopilot.processes import GroupLeader, die_with_parent
 
 
 def preload(task: str):
@@ -30,11 +30,14 @@ def preload(task: str):
     return module
 
 
-def run_child(module, task: str, args: list[str], cwd: Path, log_fd: int) -> None:
-    """In a freshly forked child: become a trainer process, run the task, never return."""
+def run_child(module, task: str, args: list[str], cwd: Path, log_fd: int, parent: int | None = None) -> None:
+    """In a freshly forked child: become a trainer process (that dies with `parent`, if given), run the task,
+    never return."""
     code = 1
     try:
         os.setsid()
+        if parent is not None:
+            die_with_parent(parent)
         os.chdir(cwd)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
@@ -53,29 +56,16 @@ def run_child(module, task: str, args: list[str], cwd: Path, log_fd: int) -> Non
         os._exit(code)
 
 
-class ForkedTrainer:
-    """A trainer forked from this process, with the part of subprocess.Popen's interface the supervisor uses."""
+class ForkedTrainer(GroupLeader):
+    """A trainer forked from this process (and dying with it), with the part of subprocess.Popen's interface
+    the supervisor uses; what is left of its process group when it ends is killed."""
 
     def __init__(self, task: str, args: list[str], cwd: Path, log_fd: int):
         module = preload(task)
         sys.stdout.flush()
         sys.stderr.flush()
-        self.returncode: int | None = None
-        self.pid = os.fork()
-        if self.pid == 0:
-            run_child(module, task, args, cwd, log_fd)
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise subprocess.TimeoutExpired(f"forked trainer {self.pid}", timeout)
-            time.sleep(POLL_SECONDS)
-        return self.returncode
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            run_child(module, task, args, cwd, log_fd, parent=parent)
+        super().__init__(pid)

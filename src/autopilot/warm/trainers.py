@@ -1,20 +1,24 @@
 """A warm trainer pool: one long-lived process per project and task, with the task (and torch) imported,
 that forks a trainer on request. It takes the two seconds of `import torch` out of every run.
 
-    autopilot train  --(unix socket: key, args, cwd, log, env)-->  pool (listens while it imports)
+    autopilot train  --(unix socket: key, args, cwd, log, env; the run's lock)-->  pool (listens while importing)
                      <--ready--  --go-->                                  pool --fork--> trainer (own session)
                      <--pid (from the trainer), then the exit status (from the pool)--
 
 The pool forks only on "go", and the trainer sends its pid before anything else, so a supervisor that gave up
 waiting (30 s), or got no pid, knows that no trainer started and may start one itself.
 
-The trainer is the same as one started by `warmstart.ForkedTrainer`: its own session and process group
+The trainer is the same as one started by `warm.fork.ForkedTrainer`: its own session and process group
 (the supervisor kills the group past the time limit), the project root as working directory, output in
-train.log, the caller's environment. A pool serves one project and task, and only clients with its own
-import-time settings (thread counts: see `autopilot.warm.protocol`). It exits after AUTOPILOT_POOL_IDLE_SECONDS
-(300) without requests, and refuses work and exits as soon as any source file of the package changed since
-it started, so edited code is never run by a stale pool. Set AUTOPILOT_NO_WARMSTART=1 to start every trainer
-as a fresh process instead.
+train.log, the caller's environment, the run folder's lock (`train.runlock`: sent with the request, held by
+the trainer). It dies with the `autopilot train` that asked for it: when that connection closes before the
+trainer ended, the pool ends the trainer's group; and when the trainer ends, the pool kills what is left of
+its group before reaping it. It outlives the pool itself (the supervisor then waits for it by pid).
+
+A pool serves one project and task, and only clients with its own import-time settings (thread counts: see
+`autopilot.warm.protocol`). It exits after AUTOPILOT_POOL_IDLE_SECONDS (300) without requests, and refuses work
+and exits as soon as any source file of the package changed since it started, so edited code is never run by
+a stale pool. Set AUTOPILOT_NO_WARMSTART=1 to start every trainer as a fresh process instead.
 
 Usage (started on demand by the supervisor; by hand for debugging):
     python -m autopilot.warm.trainers TASK PROJECT_ROOT
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -31,12 +36,14 @@ import threading
 import time
 from pathlib import Path
 
+from autopilot import processes
 from autopilot.warm import protocol
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_EXIT = -255  # exit status of a trainer whose pool died before reporting it
 START_TIMEOUT_SECONDS = 30.0
+ORPHAN_TERM_SECONDS = 5.0  # a trainer whose supervisor died: between SIGTERM and SIGKILL of its group
 
 
 def pool_key(root: Path, task: str, env=None) -> str:
@@ -87,20 +94,24 @@ def _handle(conn: socket.socket, module, task: str, key: str, others: list[socke
     SIGKILL) and keep a supervisor from seeing its pool's death."""
     from autopilot.warm.fork import run_child
 
+    lock_fds: list[int] = []
     try:
         conn.settimeout(protocol.CLIENT_SECONDS)
-        reader = protocol.LineReader(conn)
+        data, lock_fds, _, _ = socket.recv_fds(conn, 65536, 1)
+        reader = protocol.LineReader(conn, data)
         request = reader.read()
-        if request is None:
-            raise ValueError("connection closed before a full request")
+        if request is None or len(lock_fds) != 1:
+            raise ValueError("connection closed before a full request (with the run's lock)")
         if request["key"] != key:  # two keys with one checksum
             raise ValueError("this pool serves another project, task, interpreter or settings")
         log_fd = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     except (OSError, ValueError, KeyError) as e:
+        _close(lock_fds)
         protocol.decline(conn, {"error": f"bad request: {e}"})
         return None
+    os.set_inheritable(lock_fds[0], False)  # held by the trainer, not by the programs it may start
     if not protocol.server_handshake(reader):  # the supervisor gave up waiting and starts it itself
-        os.close(log_fd)
+        _close([log_fd, *lock_fds])
         conn.close()
         return None
     pid = os.fork()
@@ -115,21 +126,41 @@ def _handle(conn: socket.socket, module, task: str, key: str, others: list[socke
         protocol.default_signals()
         os.environ.clear()
         os.environ.update(request["env"])
-        run_child(module, task, request["args"], Path(request["cwd"]), log_fd)
-    os.close(log_fd)
-    waiter = threading.Thread(target=_report_exit, args=(conn, pid))
+        run_child(module, task, request["args"], Path(request["cwd"]), log_fd)  # keeps the run's lock open
+    _close([log_fd, *lock_fds])
+    waiter = threading.Thread(target=_report_exit, args=(conn, processes.GroupLeader(pid)))
     waiter.start()
     return waiter
 
 
-def _report_exit(conn: socket.socket, pid: int) -> None:
-    _, status = os.waitpid(pid, 0)
+def _close(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+def _report_exit(conn: socket.socket, trainer: processes.GroupLeader) -> None:
+    """Report the trainer's exit status to its supervisor; if the supervisor goes first, end the trainer."""
+    while trainer.poll() is None:
+        pidfd = trainer.fileno()
+        watched = [conn] if pidfd is None else [conn, pidfd]
+        ready = select.select(watched, [], [], 1.0 if pidfd is not None else processes.POLL_SECONDS)[0]
+        if conn in ready and not _receive_nothing(conn):  # the supervisor died: nobody waits for this trainer
+            log.warning("the supervisor of trainer %d is gone: ending its process group", trainer.pid)
+            processes.terminate_group(trainer, ORPHAN_TERM_SECONDS)
     try:
-        protocol.send(conn, {"returncode": os.waitstatus_to_exitcode(status)})
+        protocol.send(conn, {"returncode": trainer.returncode})
     except OSError:
         pass  # the supervisor went away (killed); the trainer's files tell what happened
     finally:
         conn.close()
+
+
+def _receive_nothing(conn: socket.socket) -> bool:
+    """A supervisor sends nothing after "go": what it sends is read and dropped; False once it hung up."""
+    try:
+        return bool(conn.recv(4096))
+    except OSError:
+        return False
 
 
 # --- the client ------------------------------------------------------------------------------------------
@@ -190,8 +221,9 @@ def start_pool(task: str, root: Path, env: dict[str, str] | None = None) -> None
                      start_new_session=True)
 
 
-def request(task: str, args: list[str], root: Path, log_path: Path) -> PooledTrainer | None:
-    """A trainer forked by the project's warm pool (started if needed), or None if no pool could serve."""
+def request(task: str, args: list[str], root: Path, log_path: Path, lock_fd: int) -> PooledTrainer | None:
+    """A trainer forked by the project's warm pool (started if needed) that holds the run's lock `lock_fd`,
+    or None if no pool could serve."""
     key = pool_key(root, task)
     path = protocol.socket_path("pool", key)
     if path is None:
@@ -211,7 +243,7 @@ def request(task: str, args: list[str], root: Path, log_path: Path) -> PooledTra
             return None
         message = {"key": key, "args": args, "cwd": str(root), "log": str(log_path), "env": dict(os.environ)}
         try:
-            protocol.send(conn, message)
+            socket.send_fds(conn, [protocol.encode(message)], [lock_fd])
         except OSError:
             conn.close()
             continue

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import os
 import selectors
-import signal
 import subprocess
 import time
 
-from autopilot import apikeys
+from autopilot import apikeys, processes
 from autopilot.propose.llm import MAX_ANSWER_BYTES, Endpoint, LLMFailure, Reply
 
 STDERR_CHARS = 600  # of stderr kept in a failure message
@@ -107,10 +106,7 @@ def collect(proc: subprocess.Popen, data: bytes, deadline: float) -> tuple[bytes
 
 def kill_group(proc: subprocess.Popen) -> None:
     """Kill what is left of the command's process group (a finished agent's stray children too) and reap it."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    processes.kill_group(proc.pid)
     proc.wait()
     for stream in (proc.stdin, proc.stdout, proc.stderr):
         if stream is not None and not stream.closed:
