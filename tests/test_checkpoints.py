@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -11,10 +12,12 @@ import time
 from unittest import mock
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from autopilot.errors import TrainerError
 from autopilot.train import checkpoints
 
 
@@ -95,6 +98,37 @@ def test_rng_state_round_trip():
     checkpoints.set_rng_state(state)
     again = (random.random(), np.random.rand(), torch.rand(2))
     assert expected[:2] == again[:2] and torch.equal(expected[2], again[2])
+
+
+class Tampered:
+    """What a doctored state.pt could hold: an object whose unpickling runs a command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_training_state_with_random_states_loads_as_data_only(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01)
+    model(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    path = checkpoints.save(tmp_path, 1, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                          "rng": checkpoints.rng_state(), "epoch": 1, "trained_seconds": 0.5})
+    state = checkpoints.load(path)
+    assert torch.equal(state["model"]["weight"], model.state_dict()["weight"])
+    assert state["optimizer"]["param_groups"][0]["lr"] == 0.01
+    checkpoints.set_rng_state(state["rng"])  # NumPy's uint32 key array came back as an array
+
+
+def test_a_tampered_checkpoint_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "ran"
+    path = checkpoints.save(tmp_path / "checkpoint", 1, {"model": {}, "rng": Tampered(marker)})
+    with pytest.raises(TrainerError, match="not loaded: it holds more than tensors, plain data and random states"):
+        checkpoints.load(path)
+    assert not marker.exists()
 
 
 # ---------------------------------------------------------------- retention: a property over many schedules

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import random
 import shutil
 import tempfile
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from autopilot import fsio
+from autopilot.errors import TrainerError
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +100,28 @@ def meta(path: Path) -> dict:
 
 
 def load(path: Path, map_location: str = "cpu") -> dict[str, Any]:
+    """The state saved at `path`. Only tensors, plain data and the RNG states' NumPy arrays are unpickled
+    (weights_only=True): a checkpoint is data, so a state.pt that was tampered with cannot run code."""
     import torch
 
-    # weights_only=False: the state holds optimizer and RNG states the project wrote itself, never user files
-    return torch.load(Path(path) / STATE_FILE, map_location=map_location, weights_only=False)
+    state = Path(path) / STATE_FILE
+    try:
+        with torch.serialization.safe_globals(_rng_state_types()):
+            return torch.load(state, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise TrainerError(f"{state}: not loaded: it holds more than tensors, plain data and random states "
+                           f"({first[:300]}); delete that checkpoint folder to train from the one before") from None
+
+
+def _rng_state_types() -> list:
+    """What unpickling NumPy's legacy generator state (an ndarray of uint32) needs beyond torch's own types,
+    under the names NumPy 1 and NumPy 2 pickle it with."""
+    import numpy as np
+
+    reconstruct = np.empty(0).__reduce__()[0]  # the function NumPy pickles arrays with
+    return [np.ndarray, np.dtype, type(np.dtype(np.uint32)), reconstruct,
+            (reconstruct, "numpy.core.multiarray._reconstruct"), (reconstruct, "numpy._core.multiarray._reconstruct")]
 
 
 def best(ckpt_dir: Path, goal: str) -> Path | None:
