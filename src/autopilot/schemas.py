@@ -45,6 +45,7 @@ def preload() -> None:
     folder = schema_dir()
     for path in folder.rglob("*.schema.yaml"):
         _validator(folder, path.relative_to(folder).as_posix().removesuffix(".schema.yaml"))
+    _fast(folder, "history_entry")  # compiled once here, not in every child: every command reads the ledger
 
 
 @functools.cache
