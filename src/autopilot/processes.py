@@ -33,18 +33,20 @@ log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 POLL_SECONDS = 0.05  # how often a wait looks where the kernel cannot say at once that a child ended
+# Looked up now, in the parent: a child between fork and exec must not take the dynamic loader's locks.
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
 
 
 def die_with_parent(parent: int, sig: int = signal.SIGKILL) -> None:
     """In a freshly forked child of `parent`: receive `sig` when the parent dies (Linux; elsewhere nothing).
 
-    If the parent is gone already the signal would never come, so the child ends at once instead.
+    If the parent is gone already the signal would never come, so the child ends at once instead. Safe
+    between fork and exec (a Popen preexec_fn): no locks, no logging.
     """
-    if sys.platform != "linux":
+    if _PRCTL is None:
         return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
-        log.warning("prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(ctypes.get_errno()))
+    if _PRCTL(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+        os.write(2, f"autopilot: prctl(PR_SET_PDEATHSIG) failed: {os.strerror(ctypes.get_errno())}\n".encode())
     if os.getppid() != parent:
         os.kill(os.getpid(), sig)
 
