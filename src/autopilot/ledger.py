@@ -52,9 +52,10 @@ def read_history(study: StudyPaths) -> list[dict]:
     JSON or not a history entry is skipped with a warning: one bad line never stops a command, and the
     journal records that run again from its folder (`record.sync`), whose files are the source of truth."""
     history = []
+    valid = schemas.fast_validator("history_entry")
     for line in fsio.scan_jsonl(study.history):
         problem = line.problem
-        if problem is None and not schemas.is_valid(line.record, "history_entry"):  # the fast check, then why
+        if problem is None and not valid(line.record):  # the fast check; jsonschema says why (or that it is fine)
             found = schemas.problems(line.record, "history_entry")
             problem = f"not a history entry ({'; '.join(found[:3])})" if found else None
         if problem is not None:

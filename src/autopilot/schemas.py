@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,17 +71,26 @@ def _fast(folder: Path, name: str):
     return fastjsonschema.compile(_load(folder, name))
 
 
-def is_valid(obj: Any, name: str) -> bool:
-    """Whether `obj` matches the schema, about 20 times faster than `problems` (the schema compiled to Python
-    by fastjsonschema): for reading thousands of ledger lines. jsonschema stays the authority: on False, ask
+def fast_validator(name: str) -> Callable[[Any], bool]:
+    """A yes/no check against the schema, about 20 times faster than `problems` (the schema compiled to Python by
+    fastjsonschema): for reading thousands of ledger lines. jsonschema stays the authority: on False, ask
     `problems`, which also says what is wrong."""
     import fastjsonschema
 
-    try:
-        _fast(schema_dir(), name)(obj)
-    except fastjsonschema.JsonSchemaException:
-        return False
-    return True
+    compiled = _fast(schema_dir(), name)
+
+    def check(obj: Any) -> bool:
+        try:
+            compiled(obj)
+        except fastjsonschema.JsonSchemaException:
+            return False
+        return True
+
+    return check
+
+
+def is_valid(obj: Any, name: str) -> bool:
+    return fast_validator(name)(obj)
 
 
 def _where(error) -> str:
