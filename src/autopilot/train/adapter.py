@@ -19,7 +19,7 @@ Usage (the supervisor builds this argv from the study's trainer settings: `train
 from __future__ import annotations
 
 import collections
-import ctypes
+import functools
 import json
 import logging
 import math
@@ -32,7 +32,7 @@ import threading
 import time
 from pathlib import Path
 
-from autopilot import extras, fsio
+from autopilot import extras, fsio, processes
 from autopilot.enums import Phase, RunStatus
 from autopilot.errors import AutopilotError, TrainerError, TrainingDiverged
 from autopilot.paths import control_file
@@ -50,7 +50,6 @@ TERM_WAIT_SECONDS = 3.0  # SIGTERM to SIGKILL of the script's group: within the 
 OUTPUT_DRAIN_SECONDS = 5.0  # after the script exits, how long its output pipe may stay open (a child holding it)
 TAIL_LINES = 20  # of the script's output, quoted in the error of a failed run
 SIGKILL_EXIT = 128 + signal.SIGKILL  # a shell's status for a child killed by SIGKILL (the OOM killer's signature)
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def trainer_argv(trainer: Trainer, config: dict, config_path: str, run_dir: str) -> list[str]:
@@ -93,7 +92,8 @@ class ScriptRun:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             self.argv, cwd=self.run.root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            process_group=0, preexec_fn=die_with_parent(), env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            process_group=0, preexec_fn=functools.partial(processes.die_with_parent, os.getpid()),
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.pump = threading.Thread(target=self.copy_output, daemon=True)
         self.pump.start()
@@ -108,10 +108,7 @@ class ScriptRun:
         self.lines.put(None)
 
     def signal_group(self, sig: int) -> None:
-        try:
-            os.killpg(self.proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+        processes.signal_group(self.proc.pid, sig)
 
     def end_script(self) -> None:
         """SIGTERM the script's group (woken first, if paused), SIGKILL it after TERM_WAIT_SECONDS."""
@@ -278,14 +275,6 @@ class ScriptRun:
         if code < 0:
             return code
         return code if code == SIGKILL_EXIT else None
-
-
-def die_with_parent():
-    """A preexec function that makes the kernel SIGKILL the script if this process dies first (Linux; else None)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def run_script(config_path: Path, settings: MetricsFrom, argv: list[str]) -> int:
