@@ -14,7 +14,7 @@ LAYERS = [
     ("storage", ["autopilot", "autopilot.errors", "autopilot.paths", "autopilot.fsio", "autopilot.clock",
                  "autopilot.enums", "autopilot.schemas", "autopilot.formatting", "autopilot.settings",
                  "autopilot.extras", "autopilot.apikeys", "autopilot.bundled", "autopilot.config_schema",
-                 "autopilot.config_errors", "autopilot.config_docs",
+                 "autopilot.config_errors", "autopilot.config_docs", "autopilot.processes",
                  "autopilot.warm.protocol"]),
     ("study", ["autopilot.study", "autopilot.ledger"]),
     ("holds", ["autopilot.holds"]),
