@@ -48,6 +48,11 @@ def make_foreign(folder: Path) -> str:
     return f"belongs to another user (uid {NOBODY})"
 
 
+def run_lock(folder: Path) -> int:
+    """A descriptor of a run's trainer lock, as the supervisor hands it to the pool (train.runlock)."""
+    return os.open(folder / ".trainer.lock", os.O_RDWR | os.O_CREAT)
+
+
 @pytest.mark.parametrize("prepare", [make_open, make_link, make_foreign])
 def test_a_socket_folder_that_is_not_private_turns_warm_processes_off_and_is_reported_once(tmpdir_short, caplog,
                                                                                           prepare):
@@ -56,7 +61,8 @@ def test_a_socket_folder_that_is_not_private_turns_warm_processes_off_and_is_rep
     caplog.set_level(logging.WARNING, logger="autopilot.warm.protocol")
     assert client.run_warm(["judge", "--study", "s", "--run", "00001"]) is None  # runs cold
     assert protocol.socket_path("commands", protocol.key("commands")) is None
-    assert trainers.request("cnn_digits", ["a", "b"], tmpdir_short, tmpdir_short / "train.log") is None
+    assert trainers.request("cnn_digits", ["a", "b"], tmpdir_short, tmpdir_short / "train.log",
+                            run_lock(tmpdir_short)) is None
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [f"autopilot: {folder} {why}, so warm processes are off and every command starts cold; "
                         "remove it (or set TMPDIR to a folder of your own) to have them again"]
@@ -110,7 +116,8 @@ def test_a_client_sends_nothing_to_a_warm_process_of_another_user(tmpdir_short, 
     else:
         path = trainers.socket_path(tmpdir_short, "cnn_digits")
         pid, read = foreign_listener(path)
-        assert trainers.request("cnn_digits", ["a", "b"], tmpdir_short, tmpdir_short / "train.log") is None
+        assert trainers.request("cnn_digits", ["a", "b"], tmpdir_short, tmpdir_short / "train.log",
+                            run_lock(tmpdir_short)) is None
     assert sent_to(pid, read) == 0  # not a byte of the request, which carries the environment
     assert [r.getMessage() for r in caplog.records] == [
         f"autopilot: {path} is served by another user (uid {NOBODY}); nothing was sent to it, and the command runs "
