@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import make_project
+from helpers import make_project
 
 from autopilot import fsio, ledger, schemas
 from autopilot.journal import record
