@@ -4,6 +4,7 @@ claim ends with its process however it ends (exit, exception, SIGKILL), but not 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -34,8 +35,9 @@ with gpus.claim(lock_dir) as device:
                "flush=True); import time; time.sleep(60)"]
     if mode == "trainer":  # a trainer started as the supervisor starts one: it gets the lock's descriptor too
         from autopilot.train import supervisor
+        run_lock = os.open(os.path.join(lock_dir, "run.lock"), os.O_RDWR | os.O_CREAT)  # see train.runlock
         with open(events, "ab") as out:
-            proc = supervisor.start(trainer, os.getcwd(), out, events)
+            proc = supervisor.start(trainer, os.getcwd(), out, events, run_lock)
         print(proc.pid, flush=True)
     if mode == "pooled":  # started by another process (the warm pool): it only has AUTOPILOT_GPU_CLAIM to join
         import subprocess
@@ -108,19 +110,24 @@ def test_a_sigkilled_run_leaves_no_stale_claim(locks):
 
 
 @pytest.mark.parametrize("mode", ["trainer", "pooled"])
-def test_the_claim_lasts_while_the_trainer_outlives_its_run(locks, mode):
+def test_the_claim_lasts_as_long_as_the_trainer(locks, mode):
+    """`autopilot train` killed: a trainer it started dies with it (PR_SET_PDEATHSIG), and the claim ends with both;
+    a trainer another process started (the warm pool, until it sees its supervisor gone) keeps the claim."""
     proc = start(locks, 2, mode, hold=600)
     device, trainer = proc.stdout.readline().strip(), int(proc.stdout.readline())
     try:
-        proc.send_signal(signal.SIGKILL)  # `autopilot train` killed; its trainer (own session) trains on
+        proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
-        assert not is_free(locks, device)
+        if mode == "pooled":
+            assert not is_free(locks, device)
+            os.killpg(trainer, signal.SIGKILL)  # it ends at last, and its claim with it
+        deadline = time.monotonic() + 30
+        while not is_free(locks, device):
+            assert time.monotonic() < deadline, "the claim outlived the trainer, or the trainer its supervisor"
+            time.sleep(0.05)
     finally:
-        os.killpg(trainer, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while not is_free(locks, device):
-        assert time.monotonic() < deadline, "the claim outlived the trainer"
-        time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(trainer, signal.SIGKILL)
 
 
 def test_without_several_devices_nothing_is_claimed(monkeypatch, tmp_path):
