@@ -21,7 +21,7 @@ def history() -> list[dict]:
     return [
         entry("00001", "baseline", 0.951234, policy="baseline", seed_values=[0.95] * 10, generation=1),
         entry("00002", "improved", 0.967891, policy="llm:openai", overrides=ALL_KEYS, seed_values=[0.96] * 3,
-              generation=2, fallback_from={"policy": "llm:openai", "reason": "timeout"}),
+              generation=2, fallback_from="llm:openai: timeout"),  # as the journal writes it (a string)
         entry("00003", "inconclusive", 0.950012, overrides=LONG, generation=2),
         entry("00004", "regressed", 0.912345, overrides={"lr": 0.0005, "optimizer": "adam"}, generation=3,
               delta=-0.038889, interval={"low": -0.051234, "high": -0.026543, "method": "welch_t"}),
