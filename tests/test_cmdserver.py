@@ -253,9 +253,14 @@ def test_on_a_cluster_jobs_start_fresh_and_nothing_is_warmed_up(project, monkeyp
 
     monkeypatch.delenv("AUTOPILOT_NO_WARMSTART", raising=False)
     study = Study.load(Project(project), project / "config" / "config.yaml")
-    cluster = SimpleNamespace(local_exec=False, touch=False)
+    cluster = fake_workflow(local_exec=False, touch=False)
     assert hooks.on_start(cluster, plan_runs(study, 1), study) == []
     assert os.environ["AUTOPILOT_NO_WARMSTART"] == "1"  # what the submitted jobs inherit
+
+
+def fake_workflow(**attributes) -> SimpleNamespace:
+    """What the hooks read of Snakemake's workflow object: no --sdm, no rules."""
+    return SimpleNamespace(deployment_settings=SimpleNamespace(deployment_method=()), rules=[], **attributes)
 
 
 def test_nothing_is_warmed_up_without_runs_to_train(project, monkeypatch):
@@ -265,9 +270,9 @@ def test_nothing_is_warmed_up_without_runs_to_train(project, monkeypatch):
 
     monkeypatch.delenv("AUTOPILOT_NO_WARMSTART", raising=False)
     study = Study.load(Project(project), project / "config" / "config.yaml")
-    local = SimpleNamespace(local_exec=True, touch=False)
+    local = fake_workflow(local_exec=True, touch=False)
     assert hooks.on_start(local, plan_runs(study, 0), study) == []
-    assert hooks.on_start(SimpleNamespace(local_exec=True, touch=True), plan_runs(study, 1), study) == []
+    assert hooks.on_start(fake_workflow(local_exec=True, touch=True), plan_runs(study, 1), study) == []
     assert "AUTOPILOT_NO_WARMSTART" not in os.environ
 
 

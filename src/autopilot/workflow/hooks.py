@@ -30,15 +30,20 @@ def on_start(workflow, plan: Plan, study: Study) -> list[str]:
     return warmup.start(study)
 
 
+def deployment_methods(workflow) -> set[str]:
+    """The names of the software deployment methods Snakemake was given (`--sdm apptainer conda` -> both)."""
+    return {m.name for m in workflow.deployment_settings.deployment_method}
+
+
 def deploys_software(workflow) -> bool:
     """Rules run in their container image (`--sdm apptainer`) or conda environment (`--sdm conda`)."""
-    return bool({m.name for m in workflow.deployment_settings.deployment_method} & {"APPTAINER", "CONDA"})
+    return bool(deployment_methods(workflow) & {"APPTAINER", "CONDA"})
 
 
 def check_images(workflow) -> None:
     """Under `--sdm apptainer`, an image that is a local file (not docker://...) must exist before any job
     starts: say which, for which rules, and how to make it, instead of one failure per job."""
-    if "APPTAINER" not in {m.name for m in workflow.deployment_settings.deployment_method}:
+    if "APPTAINER" not in deployment_methods(workflow):
         return
     missing: dict[str, list[str]] = {}
     for rule in workflow.rules:
