@@ -6,6 +6,7 @@ from snakemake.exceptions import WorkflowError
 from autopilot.config_errors import ConfigSource
 from autopilot.errors import ConfigError
 from autopilot.journal import record
+from autopilot.ops import control
 from autopilot.paths import Project
 from autopilot.study import Study, check_config
 from autopilot.train import script_check
@@ -42,6 +43,7 @@ if workflow.is_main_process:
     except ConfigError as e:
         raise WorkflowError(str(e)) from None
     record.sync(STUDY)  # the journal repairs itself once per invocation: runs judged but not journaled by a killed one
+    control.hold_if_disk_low(STUDY)  # before any run: hold (paused.json, labbook) while the disk is low, or lift it
     PLAN = plan_runs(STUDY, STUDY.settings.iterations)
     PLAN.export()
 else:

@@ -182,8 +182,9 @@ def check_proposal(proposal: dict, study: Study) -> list[dict]:
 
 def resolve_data(study: Study, run_id: str) -> dict:
     """The `data` block a run's trainer receives: with data.source `queue`, the dataset that `propose` claimed for the
-    run (queue/processing/) is its train_file; the runner releases it when the run's seeds are done."""
-    data = dict(study.config.get("data", {}))
+    run (queue/processing/) is its train_file; the runner releases it when the run's seeds are done. Never the
+    held-out test_file: only the champion's one test evaluation sees it (autopilot.registry.testscore)."""
+    data = {k: v for k, v in study.config.get("data", {}).items() if k != "test_file"}
     if study.settings.data.source == "queue":
         data = claims.data_for_run(study.project, data, study.paths.run(run_id))
     return data

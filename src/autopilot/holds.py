@@ -2,11 +2,13 @@
 the failure-rate spike that pauses a study.
 
     control/stop, control/stop-after-run, control/pause   set by `autopilot stop [--now]` and `pause`
-    runs/<study>/paused.json                               the study paused itself (failures); lifted by `resume`
+    runs/<study>/paused.json                               the study paused itself (failures, disk); lifted by `resume`
     budget.max_runs, budget.max_total_seconds              spent by the runs in the ledger
+    retention.min_free_gib                                 free space on the runs' disk (autopilot.registry.disk)
 
 The workflow's plan, the guard, `propose`, the daemon, cron and `autopilot status` all ask `halt_reason`; nothing
-here writes a file (pausing a study is `autopilot.ops.control.pause_study`).
+here writes a file (pausing a study is `autopilot.ops.control.pause_study`; the hold for disk space, which lifts
+itself, is `autopilot.ops.control.hold_if_disk_low`).
 
 Usage:
     reason = halt_reason(study, history)      # None: a run may start
@@ -19,12 +21,14 @@ from autopilot import fsio, ledger
 from autopilot.enums import Verdict
 from autopilot.errors import LoopHalted
 from autopilot.paths import StudyPaths
+from autopilot.registry import disk
 from autopilot.settings import Daemon
 from autopilot.study import Study
 
 
 def halt_reason(study: Study, history: list[dict]) -> str | None:
-    """Why no further run may start (kill switch, stop after run, pause, the study's own pause, budget), or None."""
+    """Why no further run may start (kill switch, stop after run, pause, the study's own pause, budget, disk space),
+    or None."""
     stop = study.project.control_file("stop")
     if stop.exists():
         return f"stop requested ({stop} exists); remove it or run `autopilot resume` to continue"
@@ -41,7 +45,7 @@ def halt_reason(study: Study, history: list[dict]) -> str | None:
     if state["seconds_used"] >= state["max_total_seconds"]:
         return (f"time budget spent: {state['seconds_used']:.0f}s of budget.max_total_seconds="
                 f"{state['max_total_seconds']:g}s trained")
-    return None
+    return disk.free_space_hold(study)
 
 
 def ensure_may_run(study: Study, history: list[dict]) -> None:

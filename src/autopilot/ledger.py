@@ -4,7 +4,9 @@ history.jsonl is the ledger: one line per finished run, written by the journal. 
 is derived from it, never kept as separate state. Runs are made in generations (several runs proposed together,
 trained side by side, each judged against the best run before its generation), so the incumbent is: among the
 promoted runs (`baseline` or `improved`) of the latest generation that has any, the one that beat the incumbent
-before that generation by the most. With one run per generation that is simply the last promoted run.
+before that generation by the most. With one run per generation that is simply the last promoted run. A person
+may choose another (`autopilot models promote` or `rollback`, recorded in models/<study>/history.jsonl): that run
+is the incumbent until the judge promotes a run journaled after the choice (`incumbent`).
 
 A seed's trainer_summary.json counts only when it answers that seed folder's config.json: each config.json
 carries a fresh `nonce` (`new_nonce`), which the trainer echoes in its summary. A summary that was there before
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from autopilot import fsio, schemas
 from autopilot.enums import PROMOTING, RunStatus
-from autopilot.paths import RunPaths, StudyPaths, run_number
+from autopilot.paths import ModelPaths, RunPaths, StudyPaths, run_number
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,29 @@ def best_entry(history: list[dict]) -> dict | None:
     # (a run of a generation with no incumbent is a `baseline` without delta: the first by id wins)
     return max((e for e in promoted if generation_of(e) == latest),
                key=lambda e: (abs(e["delta"] or 0.0), -run_number(e["run_id"])))
+
+
+def champion_events(models: ModelPaths) -> list[dict]:
+    """models/<study>/history.jsonl: the registry's promotions, manual promotions and rollbacks, oldest first."""
+    return list(fsio.iter_jsonl(models.history))
+
+
+def incumbent(history: list[dict], events: list[dict]) -> dict | None:
+    """The run later runs are judged against: the judge's best (`best_entry`), unless a person's choice (a manual
+    promotion or a rollback among `events`) came after the last run the judge promoted in `history`.
+
+    A choice counts for `history` only if the run journaled last when it was made (`after_run`) is in it: the runs
+    of a generation that was under way during a rollback are all judged against the incumbent before it.
+    """
+    best = best_entry(history)
+    position = {e["run_id"]: i for i, e in enumerate(history)}
+    chosen = [ev for ev in events if ev["event"] != "promotion" and ev.get("after_run") in position]
+    if not chosen:
+        return best
+    last_promoted = max((i for i, e in enumerate(history) if e["verdict"] in PROMOTING_VERDICTS), default=-1)
+    if position[chosen[-1]["after_run"]] < last_promoted:
+        return best
+    return next((e for e in history if e["run_id"] == chosen[-1]["run_id"]), best)
 
 
 def run_generation(run: RunPaths) -> int:

@@ -11,6 +11,8 @@
     <root>/runs/<study>/                one study: labbook.md, history.jsonl, best.json, <run>/...
     <root>/runs/<study>/<run>/          one run: proposal, guard, config, metrics, summary, verdict
     <root>/cache/tokens/<key>.npz       tokenized training files (autopilot.train.token_cache)
+    <root>/models/<study>/              the champion: current (a symlink swapped atomically), history.jsonl,
+                                        test_scores.jsonl, and one folder per champion kept (<run>/)
 
 Run ids are zero-padded numbers so that `ls` and `sorted()` give the order in which runs were made.
 """
@@ -87,7 +89,7 @@ class StudyPaths:
     next_config = property(lambda self: self.dir / "next_config.json")
     effective_config = property(lambda self: self.dir / "study.json")
     logs = property(lambda self: self.dir / "logs")
-    paused = property(lambda self: self.dir / "paused.json")  # the study paused itself (failure-rate spike)
+    paused = property(lambda self: self.dir / "paused.json")  # the study paused itself (failure spike, disk low)
     report = property(lambda self: self.dir / "report.html")
     fallbacks = property(lambda self: self.dir / "fallbacks.json")  # why first proposals were not used, by run
     journal_lock = property(lambda self: self.dir / ".journal.lock")
@@ -95,12 +97,54 @@ class StudyPaths:
     shared_todo = property(lambda self: self.dir / "shared_todo.md")  # TODOs of the worker and the mentor
     mentor_notes = property(lambda self: self.dir / "mentor_notes.md")
     workpad_lock = property(lambda self: self.dir / ".workpad.lock")
+    events = property(lambda self: self.dir / "events.jsonl")  # promotions, holds, stops: what notify tells
+    retention_log = property(lambda self: self.dir / "retention.jsonl")  # checkpoint folders pruned, per run
 
     def run(self, run_id: str) -> RunPaths:
         return RunPaths(self.dir / run_id)
 
     def run_ids(self) -> list[str]:
         """Ids of every run folder, in order."""
+        if not self.dir.is_dir():
+            return []
+        return sorted(p.name for p in self.dir.iterdir() if RUN_ID_RE.match(p.name) and p.is_dir())
+
+
+@dataclass(frozen=True)
+class ChampionPaths:
+    """One champion's folder, models/<study>/<run>/: written once when the run is first promoted, never changed
+    after the pointer names it (a rollback restores it byte for byte)."""
+
+    dir: Path
+
+    @property
+    def run_id(self) -> str:
+        return self.dir.name
+
+    record = property(lambda self: self.dir / "champion.json")  # run, metric, interval, test score, weights
+    weights = property(lambda self: self.dir / "model")  # save_pretrained folder, or state dict + config.json
+    test_dir = property(lambda self: self.dir / "test")
+    test_request = property(lambda self: self.dir / "test" / "request.json")
+    test_summary = property(lambda self: self.dir / "test" / "test_summary.json")
+    test_log = property(lambda self: self.dir / "test" / "test.log")
+
+
+@dataclass(frozen=True)
+class ModelPaths:
+    """The champion of one study: models/<study>/."""
+
+    dir: Path
+
+    current = property(lambda self: self.dir / "current")  # symlink to <run>/, replaced with one rename
+    history = property(lambda self: self.dir / "history.jsonl")  # promotions, manual promotions, rollbacks
+    test_scores = property(lambda self: self.dir / "test_scores.jsonl")  # one held-out evaluation per champion
+    lock = property(lambda self: self.dir / ".registry.lock")
+
+    def champion(self, run_id: str) -> ChampionPaths:
+        return ChampionPaths(self.dir / run_id)
+
+    def champion_ids(self) -> list[str]:
+        """Run ids of the champion folders on disk, in order."""
         if not self.dir.is_dir():
             return []
         return sorted(p.name for p in self.dir.iterdir() if RUN_ID_RE.match(p.name) and p.is_dir())
@@ -114,6 +158,7 @@ class Project:
     ingesting = property(lambda self: self.root / "inbox" / ".ingesting")  # in the inbox: a rename always works
     queue = property(lambda self: self.root / "queue")
     runs = property(lambda self: self.root / "runs")
+    models_dir = property(lambda self: self.root / "models")
     control = property(lambda self: self.root / "control")
     status_dir = property(lambda self: self.root / "status")
     status = property(lambda self: self.root / "status" / "status.json")
@@ -140,6 +185,9 @@ class Project:
 
     def study(self, name: str) -> StudyPaths:
         return StudyPaths(self.runs / name)
+
+    def models(self, name: str) -> ModelPaths:
+        return ModelPaths(self.models_dir / name)
 
     @classmethod
     def find(cls, start: Path | None = None) -> Project:

@@ -173,3 +173,34 @@ def holders(path: Path) -> list[int]:
                 found.append(int(entry.name))
                 break
     return found
+
+
+# --- a short helper command with a time limit ----------------------------------------------------------
+HELPER_GRACE_SECONDS = 5.0  # between SIGTERM and SIGKILL of a helper past its limit
+
+
+def run_limited(argv: list[str], cwd: Path, timeout: float, stdin: bytes | None = None, output: Path | None = None,
+                env: dict[str, str] | None = None) -> int | None:
+    """Run a short helper command (a notify hook, a champion's held-out test) in a session of its own, to its end
+    or to `timeout` seconds; its output is appended to `output` (or dropped). `stdin` is a small message (it must
+    fit the pipe: an event, not a dataset). The exit status, or None when its process group was ended at the limit,
+    so that a `sh -c "curl ..."` hook leaves no curl behind. OSError (no such program) is the caller's."""
+    out = output.open("ab") if output is not None else subprocess.DEVNULL
+    try:
+        popen = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        leader = GroupLeader(popen.pid, popen)
+        if stdin is not None:
+            try:
+                popen.stdin.write(stdin)
+                popen.stdin.close()
+            except BrokenPipeError:  # it did not read its stdin: its exit status says the rest
+                pass
+        try:
+            return leader.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            terminate_group(leader, HELPER_GRACE_SECONDS)
+            return None
+    finally:
+        if output is not None:
+            out.close()

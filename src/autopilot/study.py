@@ -22,7 +22,7 @@ import yaml
 from autopilot import apikeys, config_errors, fsio, schemas
 from autopilot.config_errors import ConfigSource
 from autopilot.errors import ConfigError
-from autopilot.paths import Project, StudyPaths
+from autopilot.paths import ModelPaths, Project, StudyPaths
 from autopilot.settings import StudySettings
 
 
@@ -45,9 +45,17 @@ def check_config(config: Any, source: str | Path | ConfigSource) -> dict:
     if not isinstance(config, dict):
         raise ConfigError(f"{source}: a study config must be a mapping of keys to values")
     apikeys.refuse_key_in_config(config, source)  # first: a schema error would quote a pasted key
-    config = fill_defaults(copy.deepcopy(config), schemas.load("config"))
+    config = fill_defaults(unquoted_on(copy.deepcopy(config)), schemas.load("config"))
     config_errors.check(config, source)
     _check_cross_fields(config, source)
+    return config
+
+
+def unquoted_on(config: dict) -> dict:
+    """`notify: {on: [...]}` as written: YAML 1.1 (PyYAML, Snakemake) reads an unquoted `on` key as `true`."""
+    notify = config.get("notify")
+    if isinstance(notify, dict) and True in notify and "on" not in notify:
+        notify["on"] = notify.pop(True)
     return config
 
 
@@ -94,6 +102,10 @@ class Study:
     @property
     def paths(self) -> StudyPaths:
         return self.project.study(self.name)
+
+    @property
+    def models(self) -> ModelPaths:
+        return self.project.models(self.name)
 
     @property
     def metric_name(self) -> str:

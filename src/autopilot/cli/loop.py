@@ -139,11 +139,21 @@ def judge_cmd(project: Project, study_name: str | None, run_id: str) -> None:
 @pass_project
 @domain_errors
 def journal(project: Project, study_name: str | None, run_id: str) -> None:
-    """Append the judged run to labbook.md and history.jsonl (and any run the ledger misses)."""
-    from autopilot.journal.record import journal_run
+    """Append the judged run to labbook.md and history.jsonl (and any run the ledger misses); update the champion.
 
-    entry = journal_run(resolve_study(project, study_name), run_id)
+    When the study's incumbent is not the champion in models/<study>/ yet, it is promoted there: its weights
+    exported, scored once on the held-out test split, and `current` pointed to them. Then retention removes the
+    checkpoint folders it no longer keeps.
+    """
+    from autopilot.journal.record import journal_run
+    from autopilot.registry.champion import settle
+
+    study = resolve_study(project, study_name)
+    entry = journal_run(study, run_id)
     click.echo(f"run {run_id}: journaled ({entry['verdict']})")
+    event = settle(study)
+    if event:
+        click.echo(f"run {event['run_id']}: the champion now (models/{study.name}/current)")
 
 
 @main.command()

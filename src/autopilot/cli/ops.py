@@ -113,18 +113,33 @@ def watch(project: Project, study_name: str | None, interval: float, once: bool,
 
 
 # --- steering ----------------------------------------------------------------------------------------------
+def tell(project: Project, study_name: str | None, event: str, message: str) -> None:
+    """Notify the study's command (notify: in its config) of a person's pause or stop, if a study can be read."""
+    from autopilot import notify
+
+    try:
+        study = resolve_study(project, study_name)
+    except ConfigError:  # no study to read: the control file is written all the same
+        return
+    notify.emit(study, event, message)
+
+
 @main.command()
+@study_option
 @pass_project
 @domain_errors
-def pause(project: Project) -> None:
+def pause(project: Project, study_name: str | None) -> None:
     """Hold the study: the trainer waits at its next step, and no new run starts.
 
     Writes control/pause. The trainer keeps its heartbeat (status phase `paused`); time spent paused does
-    not count against the run's time budget. `autopilot resume` goes on.
+    not count against the run's time budget. `autopilot resume` goes on. The study's notify command is told.
     """
     from autopilot.ops import control
 
-    click.echo(control.pause(project))
+    message = control.pause(project)
+    click.echo(message)
+    if not message.startswith("already"):
+        tell(project, study_name, "paused", message)
 
 
 @main.command()
@@ -147,20 +162,24 @@ def resume(project: Project, study_name: str | None) -> None:
 
 
 @main.command()
+@study_option
 @click.option("--now", is_flag=True, help="End the current run at its next step (status `stopped`).")
 @pass_project
 @domain_errors
-def stop(project: Project, now: bool) -> None:
+def stop(project: Project, study_name: str | None, now: bool) -> None:
     """Stop the loop: the current run trains to its end, then no new run starts.
 
     Writes control/stop-after-run: the run in training finishes, extra seeds included, and is judged and
     journaled as usual; then no new run starts and a running daemon exits. With --now, writes control/stop:
     the trainer ends the run at its next step, recorded as `stopped` (no verdict against the best).
-    Either stays in force until `autopilot resume`.
+    Either stays in force until `autopilot resume`. The study's notify command is told.
     """
     from autopilot.ops import control
 
-    click.echo(control.stop(project, now=now))
+    message = control.stop(project, now=now)
+    click.echo(message)
+    if not message.startswith("already"):
+        tell(project, study_name, "stopped", message)
 
 
 @main.command()

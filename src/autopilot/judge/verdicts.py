@@ -36,7 +36,7 @@ def judge_run(study: Study, run_id: str) -> dict:
     history = ledger.before_generation(record.current_history(study), ledger.run_generation(run))
     first = ledger.first_summary(run)
     cand = seed_results(run)
-    best = ledger.best_entry(history)
+    best = ledger.incumbent(history, ledger.champion_events(study.models))
     base = {
         "run_id": run_id,
         "compared_to": None,

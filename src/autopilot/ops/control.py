@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 
-from autopilot import fsio, holds, schemas
+from autopilot import fsio, holds, notify, schemas
 from autopilot.clock import now_iso
 from autopilot.enums import ACTIVE_PHASES
 from autopilot.errors import AutopilotError
 from autopilot.journal import record
 from autopilot.paths import Project, StudyPaths
+from autopilot.registry import disk
 from autopilot.study import Study
 
 log = logging.getLogger(__name__)
@@ -152,6 +154,31 @@ def pause_on_failure_spike(study: Study, history: list[dict]) -> str | None:
     reason = holds.new_failure_spike(study, history)
     if reason:
         pause_study(study, reason, by="the failure-rate check", last_run=history[-1]["run_id"])
+        notify.emit(study, "failure_spike", f"study {study.name} paused itself: {reason}",
+                    last_run=history[-1]["run_id"])
+    return reason
+
+
+DISK_CHECK = "the free-space check"
+
+
+def hold_if_disk_low(study: Study, usage=shutil.disk_usage) -> str | None:
+    """Before a run: hold the study while the runs' disk is low (paused.json, labbook, notify `disk_low`), and lift
+    that hold once there is room again. Returns why it holds, or None."""
+    reason = disk.free_space_hold(study, usage)
+    pause = holds.study_pause(study.paths)
+    ours = pause is not None and pause.get("by") == DISK_CHECK and not pause.get("resumed_at")
+    if reason and holds.study_pause_reason(study.paths) is None:
+        # keep the failure check's mark: the runs it counted before its own last pause stay uncounted
+        pause_study(study, reason, by=DISK_CHECK, last_run=(pause or {}).get("last_run"))
+        notify.emit(study, "disk_low", reason, free_bytes=usage(disk.runs_folder(study)).free,
+                    need_bytes=disk.threshold(study)[0])
+    elif reason is None and ours:
+        at = now_iso()
+        fsio.atomic_write_json(study.paths.paused, {**pause, "resumed_at": at})
+        record.note(study, "Resumed by the free-space check",
+                    f"There is room on the runs' disk again: the hold of {pause['at']} is lifted ({at}).")
+        log.info("study %s: free space is back; the hold is lifted", study.name)
     return reason
 
 

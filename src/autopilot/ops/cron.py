@@ -161,6 +161,7 @@ def run_once(project: Project, invocation: Invocation) -> tuple[int, str]:
         study = invocation.study(project)
         history = ledger.read_history(study.paths)
         control.pause_on_failure_spike(study, history)  # the daemon's stop condition, honoured here too
+        control.hold_if_disk_low(study)
         halted = holds.halt_reason(study, history) or running_snakemake(project)
         if halted:
             return 0, f"nothing to do: {halted}"

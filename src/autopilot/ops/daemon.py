@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from autopilot import fsio, holds, ledger, processes, settings
+from autopilot import fsio, holds, ledger, notify, processes, settings
 from autopilot.errors import AutopilotError
 from autopilot.ops import control, cron
 from autopilot.paths import Project
@@ -109,6 +109,17 @@ class Daemon:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.write_state("exited", stop_reason=reason)
+            self.tell(reason)
+
+    def tell(self, reason: str) -> None:
+        """The study's notify command hears why the daemon stopped (`plateau`, else `stopped`)."""
+        try:
+            study = self.invocation.study(self.project)
+        except AutopilotError:  # the study cannot be read (that may be why the daemon stopped)
+            return
+        event = "plateau" if reason.startswith("plateau") else "stopped"
+        notify.emit(study, event, f"study {study.name}: the daemon stopped: {reason}", reason=reason,
+                    invocations=self.invocations)
 
     def loop(self, now: float | None = None) -> Pass:
         """One pass: flags, stop conditions, then one invocation of the workflow (or a wait)."""
@@ -119,6 +130,7 @@ class Daemon:
         self.settings = study.settings.daemon
         history = ledger.read_history(study.paths)
         control.pause_on_failure_spike(study, history)
+        control.hold_if_disk_low(study)
         held = holds.halt_reason(study, history)
         busy = cron.running_snakemake(self.project)  # someone started Snakemake by hand: let it finish
         if (held and self.may_wait(study)) or (busy and not held):

@@ -92,7 +92,7 @@ def recent_curves(study: Study, history: list[dict], n: int = RECENT_CURVES) -> 
 
 
 def report_data(study: Study, history: list[dict]) -> dict:
-    best = ledger.best_entry(history)
+    best = ledger.incumbent(history, ledger.champion_events(study.models))
     return {
         "study": study.name,
         "metric": study.metric_name,

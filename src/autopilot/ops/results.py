@@ -36,7 +36,7 @@ def print_results(study: Study, as_json: bool = False, last: int = 0) -> None:
         for e in rows:
             console.print_json(json.dumps(e)) if console.is_terminal else print(json.dumps(e))
         return
-    best = ledger.best_entry(history)
+    best = ledger.incumbent(history, ledger.champion_events(study.models))
     table = Table(title=f"study {study.name}: {study.settings.metric.goal} {study.metric_name}",
                   box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     # runs that trained side by side share a generation, and were judged against the best before it

@@ -67,7 +67,7 @@ def live(project: Project, now: float) -> dict:
 
 
 def best(study: Study, history: list[dict]) -> dict | None:
-    entry = ledger.best_entry(history)
+    entry = ledger.incumbent(history, ledger.champion_events(study.models))
     if entry is None:
         return None
     return {"run_id": entry["run_id"], "value": entry["value"], "seeds": len(entry["seed_values"]),

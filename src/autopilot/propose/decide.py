@@ -156,7 +156,7 @@ def decide(study: Study, run_id: str, history: list[dict], audit: Audit,
     holds.ensure_may_run(study, history)
     slot = slot or ledger.slot_of(study.paths.run(run_id), history)
     earlier = ledger.before_generation(history, slot.generation)
-    ctx = Context(study, run_id, earlier, ledger.best_entry(earlier), slot.index,
+    ctx = Context(study, run_id, earlier, ledger.incumbent(earlier, ledger.champion_events(study.models)), slot.index,
                   generation_siblings(study, run_id, slot.index))
     log.info("run %s: generation %d, place %d; %d earlier run(s)", run_id, slot.generation, slot.index, len(earlier))
     policy = first_policy(ctx)

@@ -222,3 +222,71 @@ class TrainerRun:
             return False
         self.finish(None, status="failed", error=f"{type(exc).__name__}: {exc}")
         return False  # the traceback goes to train.log; the summary says what happened
+
+
+
+class TestRun:
+    """The other request of the contract: the champion's score on the held-out test split, once per promotion.
+
+    The registry (autopilot.registry.testscore) asks a built-in task with `python -m autopilot.train.tasks.<task>
+    --test REQUEST OUT_DIR`, and a study's own trainer through `trainer.test_command` ({config}: the request,
+    {run_dir}: OUT_DIR). The test split is read only here: no trainer, policy or judge ever sees it.
+
+        with TestRun.from_argv() as test:                     # argv: REQUEST OUT_DIR
+            model = load(test.weights)                        # the champion's exported weights folder
+            test.report(metric_value=acc, per_example=correct)  # writes OUT_DIR/test_summary.json
+    """
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    def __init__(self, request: dict, root: Path | None = None):
+        schemas.validate(request, "test_request", what="test request")
+        self.request = request
+        self.root = Path(root or Path.cwd())
+        self.weights = self.root / request["weights"]
+        self.out_dir = self.root / request["out_dir"]
+        self.started = time.monotonic()
+        self._finished = False
+
+    @classmethod
+    def from_argv(cls, argv: list[str] | None = None) -> TestRun:
+        """`prog REQUEST OUT_DIR` (after the program's own --test flag); the working directory is the project root."""
+        argv = sys.argv[1:] if argv is None else argv
+        argv = argv[1:] if argv[:1] == ["--test"] else argv
+        if len(argv) != 2:
+            sys.exit(f"usage: {Path(sys.argv[0]).name} --test REQUEST_JSON OUT_DIR")
+        return cls(fsio.read_json(Path(argv[0])))
+
+    @property
+    def hparams(self) -> dict:
+        return self.request["hparams"]
+
+    @property
+    def data(self) -> dict:
+        return self.request["data"]
+
+    def report(self, metric_value: float | None, per_example: list[float] | None = None, metrics: dict | None = None,
+               status: str | None = None, error: str | None = None) -> dict:
+        """Write test_summary.json: the study's metric on the test split (and how many examples it scored)."""
+        value = trainer_summary.finite_or_none(metric_value)
+        summary = {
+            "status": status or ("completed" if value is not None else "failed"),
+            "metric": {"name": self.request["metric"]["name"], "value": value, "goal": self.request["metric"]["goal"]},
+            "examples": None if per_example is None else len(per_example),
+            "metrics": {k: trainer_summary.finite_or_none(v) for k, v in (metrics or {}).items()},
+            "seconds": round(time.monotonic() - self.started, 3),
+            "error": error if value is not None or error else "the test evaluation produced no metric",
+        }
+        schemas.validate(summary, "test_summary", what="test summary")
+        fsio.atomic_write_json(self.out_dir / "test_summary.json", summary)
+        self._finished = True
+        return summary
+
+    def __enter__(self) -> TestRun:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None or self._finished or isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            return False
+        self.report(None, status="failed", error=f"{type(exc).__name__}: {exc}")
+        return False

@@ -61,7 +61,7 @@ def planned_extra_seeds(study: Study, config: dict, first: dict, history: list[d
     """How many extra seeds the protocol asks for after the first seed's summary."""
     if not ledger.is_success(first):
         return 0
-    best = ledger.best_entry(history)
+    best = ledger.incumbent(history, ledger.champion_events(study.models))
     if best is None:
         return study.settings.judge.noise_seeds
     if not stats.needs_confirmation(first["metric"]["value"], best["seed_values"], study.maximize):

@@ -13,6 +13,10 @@ section, see autopilot.train.lm_runtime; the next step's batches are built and s
 device still works on the current one. A checkpoint (weights as save_pretrained writes them, optimizer,
 scheduler, random states, data position) is written every `save_every` steps and when the run is stopped, and
 the task resumes from the last one when started again. The run ends with the sealed evaluation of causal_lm_eval.
+
+For the registry: `export` turns a LoRA checkpoint into one save_pretrained folder (adapters merged) or keeps the
+adapter; `load_champion` loads either for `autopilot serve`; `--test REQUEST OUT_DIR` scores the champion once on
+the study's held-out data.test_file with the same sealed evaluation.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import dataclasses
 import logging
 import math
 import resource
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,7 +40,7 @@ from transformers.utils import logging as hf_logging
 from autopilot.errors import TrainerError
 from autopilot.paths import Project
 from autopilot.train import checkpoints, lm_data, lm_runtime, token_cache
-from autopilot.train.contract import TrainerRun
+from autopilot.train.contract import TestRun, TrainerRun
 from autopilot.train.lm_runtime import Runtime
 from autopilot.train.tasks import causal_lm_eval
 
@@ -404,10 +409,68 @@ def validation_loss(run: TrainerRun, s: Setup, step: int) -> float:
     return result["metrics"]["val_loss"]
 
 
+# ---------------------------------------------------------------- the champion
+
+def export(checkpoint: Path, base_model: Path, dest: Path, lora: str) -> str:
+    """Write a champion's weights from a final checkpoint into `dest`; return their format.
+
+    A full fine-tune's checkpoint holds a save_pretrained folder already (transformers). A LoRA checkpoint holds
+    the adapter: merged into the base weights (lora=merge: one folder any server loads, transformers) or kept as
+    it is (lora=adapter: peft_adapter, loaded on top of `base_model`).
+    """
+    if (checkpoint / "model").is_dir():
+        shutil.copytree(checkpoint / "model", dest)
+        return "transformers"
+    if lora == "adapter":
+        shutil.copytree(checkpoint / "adapter", dest)
+        return "peft_adapter"
+    model = AutoModelForCausalLM.from_pretrained(base_model, local_files_only=True, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(model, checkpoint / "adapter").merge_and_unload()
+    merged.save_pretrained(dest)
+    AutoTokenizer.from_pretrained(checkpoint / "adapter", local_files_only=True).save_pretrained(dest)
+    return "transformers"
+
+
+def load_champion(weights: Path, weights_format: str, base_model: Path | None, device: torch.device):
+    """The champion's model (eval mode) and tokenizer, from its exported folder."""
+    tokenizer = AutoTokenizer.from_pretrained(weights, local_files_only=True)
+    dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    if weights_format == "peft_adapter":
+        if base_model is None:
+            raise TrainerError(f"{weights} is a LoRA adapter, but its champion.json names no base model")
+        model = AutoModelForCausalLM.from_pretrained(base_model, local_files_only=True, dtype=dtype)
+        model = PeftModel.from_pretrained(model, weights)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(weights, local_files_only=True, dtype=dtype)
+    return model.to(device).eval(), tokenizer
+
+
+def test(request: TestRun) -> None:
+    """The study's metric on data.test_file, by the sealed evaluation the runs were judged with on val_file."""
+    data, metric = request.data, request.request["metric"]["name"]
+    if metric not in causal_lm_eval.GOALS:
+        raise TrainerError(f"the causal_lm task measures {sorted(causal_lm_eval.GOALS)}, not {metric!r}")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    base = request.root / request.request["init_model"] if request.request["init_model"] else None
+    model, tokenizer = load_champion(request.weights, request.request["weights_format"], base, device)
+    spec = lm_data.check_spec(data.get("spec", "chat_sft_v1"))
+    eval_set = causal_lm_eval.build_eval_set(tokenizer, lm_data.read_records(request.root / data["test_file"]), spec,
+                                             model.config.max_position_embeddings)
+    result = causal_lm_eval.evaluate(model, tokenizer, eval_set, device, progress=lambda: None)
+    if metric not in result["per_example"]:
+        raise TrainerError(f"{metric} is not measured on a {spec} test file")
+    request.report(metric_value=result["metrics"][metric], per_example=result["per_example"][metric],
+                   metrics=result["metrics"])
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    if sys.argv[1:2] == ["--test"]:
+        with TestRun.from_argv() as request:
+            test(request)
+        return
     with TrainerRun.from_argv() as run:
         try:
             train(run)

@@ -5,25 +5,33 @@ Usage (the supervisor runs it; so can you):
 
 Trains for `epochs` (or for `time_budget_s` seconds when that is set), checkpoints every epoch, resumes
 from the last checkpoint after a crash with the same result, and reports validation accuracy with the
-per-example correctness the judge pairs.
+per-example correctness the judge pairs. For the registry it exports a champion's weights (`export`), loads them
+(`load_champion`, for `autopilot serve`), and scores them once on the held-out test split:
+    python -m autopilot.train.tasks.cnn_digits --test models/<study>/<run>/test/request.json models/<study>/<run>/test
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from autopilot import fsio
 from autopilot.train import checkpoints, manifest
-from autopilot.train.contract import TrainerRun
+from autopilot.train.contract import TestRun, TrainerRun
 from autopilot.train.tasks import digits_data
 
 log = logging.getLogger("autopilot.train.tasks.cnn_digits")
+
+WEIGHTS_FILE = "model.pt"  # a champion's state dict (no optimizer), beside its config.json
+CLASSES = 10
 
 
 @dataclass
@@ -152,9 +160,41 @@ def train(run: TrainerRun) -> None:
     )
 
 
+# ---------------------------------------------------------------- the champion
+
+def export(checkpoint: Path, hparams: dict, dest: Path) -> None:
+    """A champion's weights from a final checkpoint: the model's state dict alone, and what builds the model."""
+    cfg = TrainConfig(**hparams)
+    dest.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoints.load(checkpoint)["model"], dest / WEIGHTS_FILE)
+    fsio.atomic_write_json(dest / "config.json", {
+        "architecture": "SmallCNN", "width": cfg.width, "dropout": cfg.dropout, "classes": CLASSES,
+        "input": "8x8 greyscale digit images with pixel values 0-16 (scikit-learn's digits); the model sees them / 16"})
+
+
+def load_champion(folder: Path) -> SmallCNN:
+    """The exported model, ready for inference."""
+    config = fsio.read_json(folder / "config.json")
+    model = SmallCNN(config["width"], config["dropout"])
+    model.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def test(request: TestRun) -> None:
+    """Accuracy of the champion on the held-out test split (never seen by a trainer, a policy or the judge)."""
+    model = load_champion(request.weights)
+    x, y = digits_data.held_out_split(request.data.get("split_seed", 0))
+    correct = evaluate(model, torch.from_numpy(x), torch.from_numpy(y))
+    request.report(metric_value=float(correct.mean()), per_example=correct.tolist())
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
+    if sys.argv[1:2] == ["--test"]:
+        with TestRun.from_argv() as request:
+            test(request)
+        return
     with TrainerRun.from_argv() as run:
         run.device = "cpu"
         train(run)
