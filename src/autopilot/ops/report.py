@@ -29,6 +29,7 @@ from autopilot import fsio, ledger
 from autopilot.formatting import delta_text, describe_overrides
 from autopilot.judge import stats
 from autopilot.paths import RunPaths
+from autopilot.registry import listing
 from autopilot.study import Study
 
 RECENT_CURVES = 8  # learning curves drawn in the report
@@ -166,6 +167,24 @@ def runs_table(history: list[dict], points: list[dict], metric: str) -> str:
     return f'<table id="runs">{head}{"".join(rows)}</table>'
 
 
+def champion_section(study: Study) -> str:
+    """The champion (models/<study>/current) with its held-out test score, and every change of champion."""
+    rows = listing.history_rows(study)
+    if not rows:
+        return "<p class='muted'>no champion yet</p>"
+    head = ("<tr><th>when</th><th>event</th><th>run</th><th>validation</th><th>held-out test</th><th>by</th>"
+            "<th>reason</th></tr>")
+    cells = "".join(
+        f'<tr data-run="{esc(r["run_id"])}"><td>{esc(r["at"])}</td><td>{esc(r["event"])}'
+        f'{" (forced)" if r["forced"] else ""}</td><td>{esc(r["run_id"])}{" *" if r["current"] else ""}</td>'
+        f'<td class="num">{num(r["value"])}</td><td class="num test-value">{num(r["test_value"])}</td>'
+        f'<td>{esc(r["by"])}</td><td class="text">{esc(r["reason"])}</td></tr>' for r in reversed(rows))
+    summary = listing.describe_champion(listing.champion_summary(study))
+    return (f"<p id='champion'>{esc(summary)}</p><table id='champions'>{head}{cells}</table>"
+            "<p class='muted'>The held-out test score is measured once per champion, when it is first promoted, "
+            "and never used to select a run. * = current.</p>")
+
+
 def body(study: Study, data: dict, history: list[dict]) -> str:
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     return "\n".join([
@@ -173,6 +192,8 @@ def body(study: Study, data: dict, history: list[dict]) -> str:
         f"<p class='muted'>{esc(data['goal'])} <b>{esc(data['metric'])}</b> · task {esc(study.settings.task)} · "
         f"{len(history)} finished runs · generated {now} from runs/{esc(study.name)}/history.jsonl</p>",
         cards(data, history),
+        "<h2>Champion</h2>",
+        champion_section(study),
         "<h2>Metric per run</h2>",
         '<div id="metric-plot" class="plot"></div><div id="metric-legend" class="legend"></div>',
         "<p class='muted'>Bars: the judge's interval of the run's difference from the incumbent, placed at the "

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from autopilot import ledger
 from autopilot.formatting import VERDICT_STYLE, delta_text, describe_overrides, metric_text
+from autopilot.registry import listing, store
 from autopilot.study import Study
 
 
@@ -31,9 +32,11 @@ def metric_cell(e: dict) -> str:
 def print_results(study: Study, as_json: bool = False, last: int = 0) -> None:
     history = ledger.read_history(study.paths)
     rows = history[-last:] if last else history
+    tests = {run_id: t["metric"]["value"] for run_id, t in store.held_out_scores(study.models).items()}
     console = Console()
     if as_json:
         for e in rows:
+            e = {**e, "test_value": tests[e["run_id"]]} if e["run_id"] in tests else e
             console.print_json(json.dumps(e)) if console.is_terminal else print(json.dumps(e))
         return
     best = ledger.incumbent(history, ledger.champion_events(study.models))
@@ -48,13 +51,17 @@ def print_results(study: Study, as_json: bool = False, last: int = 0) -> None:
     table.add_column("changes", overflow="fold")  # the one column that wraps
     table.add_column(Text(f"{study.metric_name}\nΔ vs best\n[interval]"), no_wrap=True)
     table.add_column("verdict", no_wrap=True)
+    if tests:  # only champions have one, measured once when first promoted
+        table.add_column(Text("held-out\ntest"), no_wrap=True)
     for e in rows:
         style = VERDICT_STYLE.get(e["verdict"], "")
         policy = e["policy"] + ("\n(fallback)" if e["fallback_from"] else "")
         first = (e["run_id"], str(ledger.generation_of(e))) if by_generation else (e["run_id"],)
         cells = [*first, policy, describe_overrides(e["overrides"]), metric_cell(e)]  # text, never markup
-        table.add_row(*map(Text, cells), Text(e["verdict"], style=style))
+        test = [Text(f"{tests[e['run_id']]:.4f}" if tests.get(e["run_id"]) is not None else "")] if tests else []
+        table.add_row(*map(Text, cells), Text(e["verdict"], style=style), *test)
     console.print(table)
     if best:
         console.print(f"best: run {best['run_id']} with {study.metric_name} = {best['value']:.4f}")
+    console.print(f"champion: {listing.describe_champion(listing.champion_summary(study))}")
     console.print(f"lab journal: {study.paths.labbook}\nledger: {study.paths.history}")

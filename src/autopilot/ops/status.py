@@ -26,6 +26,7 @@ from autopilot.formatting import VERDICT_STYLE
 from autopilot.ingest import queue
 from autopilot.ops import control
 from autopilot.paths import CONTROL_SIGNALS, Project
+from autopilot.registry import listing
 from autopilot.study import Study
 
 LAST_VERDICTS = 5
@@ -45,6 +46,7 @@ def snapshot(study: Study, now: float | None = None) -> dict:
         "study_paused": holds.study_pause_reason(study.paths),
         "queue": queue.counts(project),
         "best": best(study, history),
+        "champion": listing.champion_summary(study),
         "last_verdicts": [verdict_row(e) for e in history[-LAST_VERDICTS:][::-1]],
         "verdicts": dict(Counter(e["verdict"] for e in history)),
         "policies": dict(Counter(e["policy"] for e in history)),
@@ -140,7 +142,8 @@ def render(snap: dict) -> RenderableType:
     grid.add_column()
     for label, cell in (("now", now_line(snap)), ("heartbeat", heartbeat_line(snap["live"])),
                         ("holds", holds_line(snap)), ("queue", queue_line(snap["queue"])),
-                        ("best", best_line(snap["best"])), ("runs", runs_line(snap)),
+                        ("best", best_line(snap["best"])),
+                        ("champion", listing.describe_champion(snap["champion"])), ("runs", runs_line(snap)),
                         ("budget", budget_line(snap)), ("daemon", daemon_line(snap["daemon"]))):
         grid.add_row(label, cell)
     title = Text(f"autopilot · study {snap['study']} · {snap['time']}", style="bold")
