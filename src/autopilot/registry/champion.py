@@ -96,6 +96,11 @@ def promote(study: Study, run_id: str, reason: str, force: bool = False, by: str
                                  "forced)")
         if store.current_run(study.models) == run_id:
             raise AutopilotError(f"run {run_id} is the champion already; nothing changed")
+        if store.read_champion(study.models.champion(run_id)) is None \
+                and retention.run_states(study).get(run_id) == "none":
+            raise AutopilotError(f"run {run_id} has no weights left to export: retention removed its checkpoints "
+                                 f"(retention.keep_last_runs={study.config['retention']['keep_last_runs']}) and it "
+                                 "was never a champion whose folder is kept")
         return change(study, history, entry, "manual_promotion", by or who(), reason, forced)
 
 
