@@ -48,11 +48,11 @@ def check_every_json_file(root: Path) -> int:
 
 
 def snapshot(runs: list[Path]) -> dict[str, tuple[str, int]]:
-    """sha256 and mtime of every file of the given runs."""
+    """sha256 and mtime of every file of the given runs, but their checkpoints (retention removes those)."""
     out = {}
     for run in runs:
         for f in sorted(run.rglob("*")):
-            if f.is_file():
+            if f.is_file() and "checkpoint" not in f.relative_to(run).parts:
                 out[str(f)] = (hashlib.sha256(f.read_bytes()).hexdigest(), f.stat().st_mtime_ns)
     return out
 
