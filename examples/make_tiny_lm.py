@@ -3,7 +3,8 @@
 A byte-level BPE tokenizer trained on the bundled chat data and a 4-layer, hidden-64 Qwen3 with random
 weights (about 0.3M parameters), saved with save_pretrained: a local stand-in for a real model folder such as
 Qwen3-0.6B, loaded the same way. Nothing is downloaded. `--data` rewrites the bundled data files first
-(synthetic arithmetic and word tasks; the validation file holds no question of the training file).
+(synthetic arithmetic and word tasks; the validation and held-out test files hold no question of the training
+file, nor of each other).
 
 It needs the `lm` extra (transformers, tokenizers), like the study it is for; without it, it prints the command
 that installs it.
@@ -26,6 +27,7 @@ from autopilot.train.tasks import missing_extra
 
 DATA = Path(__file__).resolve().parent / "data"
 TRAIN, VAL = DATA / "chat_sft_small.jsonl", DATA / "chat_sft_small_val.jsonl"
+TEST = DATA / "chat_sft_small_test.jsonl"  # held out: only the champion is scored on it, once per promotion
 
 
 def questions(record: dict) -> set[str]:
@@ -36,7 +38,9 @@ def write_data() -> None:
     train = lm_tiny.synthetic_chat(400, seed=0)
     seen = set().union(*map(questions, train))
     val = [r for r in lm_tiny.synthetic_chat(400, seed=1) if not questions(r) & seen][:64]
-    for path, records in ((TRAIN, train), (VAL, val)):
+    seen |= set().union(*map(questions, val))
+    test = [r for r in lm_tiny.synthetic_chat(400, seed=2) if not questions(r) & seen][:64]
+    for path, records in ((TRAIN, train), (VAL, val), (TEST, test)):
         fsio.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
         click.echo(f"wrote {len(records)} records to {path}")
 
