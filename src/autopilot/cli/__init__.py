@@ -74,3 +74,4 @@ from autopilot.cli import export  # noqa: E402,F401  (registers export mlflow, e
 from autopilot.cli import config  # noqa: E402,F401  (registers config check and config docs)
 from autopilot.cli import models  # noqa: E402,F401  (registers models list, show, promote, rollback)
 from autopilot.cli import serve  # noqa: E402,F401  (registers serve)
+from autopilot.cli import digest  # noqa: E402,F401  (registers digest)
