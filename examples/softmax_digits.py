@@ -2,17 +2,28 @@
 
 Run by a study with
     task: command
-    trainer: {command: ["python", "examples/softmax_digits.py", "{config}", "{run_dir}"]}
+    trainer: {command: ["python", "examples/softmax_digits.py", "{config}", "{run_dir}"],
+              test_command: ["python", "examples/softmax_digits.py", "--test", "{config}", "{run_dir}"]}
     baseline: {lr: 0.5, epochs: 30, l2: 0.0001}
 The contract helper reads config.json, checks each loss (NaN stops the run as `failed`), appends
 metrics.jsonl, keeps status.json fresh, honours control files and the time budget, and writes
-trainer_summary.json with the per-example scores the judge pairs.
+trainer_summary.json with the per-example scores the judge pairs. The weights go to checkpoint/; with --test
+the registry asks once for a champion's score on the held-out test split.
 """
+
+import sys
 
 import numpy as np
 
-from autopilot.train.contract import TrainerRun
-from autopilot.train.tasks.digits_data import split
+from autopilot.train.contract import TestRun, TrainerRun
+from autopilot.train.tasks.digits_data import held_out_split, split
+
+if sys.argv[1] == "--test":  # the champion's held-out score: its weights, the digits no run ever saw
+    with TestRun.from_argv() as test:
+        x, y = held_out_split(test.data.get("split_seed", 0))
+        correct = ((x.reshape(len(x), -1) @ np.load(test.weights / "w.npy")).argmax(1) == y).astype(float)
+        test.report(metric_value=correct.mean(), per_example=correct)
+    sys.exit()
 
 with TrainerRun.from_argv() as run:
     hp, rng = run.hparams, np.random.default_rng(run.seed)
@@ -31,5 +42,8 @@ with TrainerRun.from_argv() as run:
         if run.should_end:
             break
     run.end_training()
+    (run.run_dir / "checkpoint").mkdir(exist_ok=True)
+    np.save(run.run_dir / "checkpoint" / "w.npy", w)
     correct = ((xv @ w).argmax(1) == yv).astype(float)
-    run.finish(metric_value=correct.mean(), per_example=correct, per_example_name="correct")
+    run.finish(metric_value=correct.mean(), per_example=correct, per_example_name="correct",
+               checkpoint=str((run.run_dir / "checkpoint").relative_to(run.root)))

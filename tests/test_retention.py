@@ -4,6 +4,7 @@ rollback target stay, and nothing but checkpoint folders is ever removed."""
 from __future__ import annotations
 
 import random
+import shutil
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -131,3 +132,18 @@ def test_keep_last_runs_null_keeps_every_checkpoint(tmp_path):
         add_run(root, format_run_id(i), "baseline" if i == 1 else "inconclusive", 0.7)
         champion.settle(study)
     assert all(len(list(study.paths.run(format_run_id(i)).checkpoint.iterdir())) == 2 for i in range(1, 4))
+
+
+def test_a_trainers_own_checkpoint_layout_is_kept_whole_while_its_run_is_recent(tmp_path):
+    root = tmp_path / "project"
+    study = project_without_test(root, keep_champions=1, keep_last=1)
+    run = add_run(root, "00001", "baseline", 0.8)
+    for step in run.checkpoint.iterdir():
+        shutil.rmtree(step)
+    (run.checkpoint / "w.npy").write_bytes(b"weights of a user trainer")  # no step-N folders
+    champion.settle(study)
+    assert (run.checkpoint / "w.npy").exists()
+    add_run(root, "00002", "inconclusive", 0.7)
+    champion.settle(study)
+    assert not run.checkpoint.exists()  # out of the last run: its checkpoint folder goes, the rest stays
+    assert (run.dir / "trainer_summary.json").exists()

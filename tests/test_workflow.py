@@ -115,6 +115,10 @@ def test_a_study_can_use_its_own_trainer_script(tmp_path):
     assert first["status"] == "completed" and first["metric"]["value"] > 0.5
     assert len(first["per_example"]["values"]) > 300
     assert check_every_json_file(root) >= 3 * len(SCHEMA_OF)
+    # the champion: the user trainer's weights copied, and scored once by its own --test on the held-out digits
+    champion = fsio.read_json(root / "models" / "softmax_digits" / "current" / "champion.json")
+    assert champion["weights"]["format"] == "files" and champion["test"]["examples"] == 359
+    assert champion["test"]["metric"]["value"] > 0.5
     # the embedded default study was not touched by the --configfile study
     assert not study_dir(root).exists()
 

@@ -102,11 +102,16 @@ def checkpoint_dirs(run: RunPaths) -> list[Path]:
 
 
 def prune_run(run: RunPaths, keep_final: bool) -> tuple[list[Path], int]:
-    """Remove a run's checkpoint folders, or all but each seed's final checkpoint; (removed, bytes freed)."""
+    """Remove a run's checkpoint folders, or all but each seed's final checkpoint; (removed, bytes freed).
+
+    Keeping the final one, only step-N folders older than the latest complete one (and leftover temp folders)
+    go: a trainer's own checkpoint layout (files right in checkpoint/) is its final checkpoint, kept whole.
+    """
     removed, freed = [], 0
     for folder in checkpoint_dirs(run):
         final = checkpoints.latest(folder) if keep_final else None
-        targets = [p for p in folder.iterdir() if p != final] if keep_final else [folder]
+        targets = [p for p in folder.iterdir() if p != final and p.name.startswith(("step-", ".step-"))
+                   and (final is not None or p.name.startswith("."))] if keep_final else [folder]
         for path in targets:
             freed += dir_bytes(path)
             if path.is_dir() and not path.is_symlink():
