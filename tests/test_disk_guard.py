@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 from conftest import env, make_project, snakemake
 from ops_study import entry, write_history
 
-from autopilot import fsio, guard, ledger
+from autopilot import fsio, holds, ledger
+from autopilot.cli import main
+from autopilot.errors import LoopHalted
 from autopilot.ops import control
 from autopilot.paths import Project
 from autopilot.registry import disk
@@ -57,7 +60,7 @@ def test_a_low_disk_holds_the_study_in_paused_json_the_labbook_and_status_then_l
     paused = fsio.read_json(study.paths.paused)
     assert paused["by"] == "the free-space check" and paused["reason"] == reason and paused["resumed_at"] is None
     assert "## Paused by the free-space check" in study.paths.labbook.read_text()
-    assert guard.halt_reason(study, history) == f"study paused: {reason}; `autopilot resume` continues"
+    assert holds.halt_reason(study, history) == f"study paused: {reason}; `autopilot resume` continues"
     told = [json.loads(line) for line in (root / "told.jsonl").read_text().splitlines()]
     assert [t["event"] for t in told] == ["disk_low"] and told[0]["details"]["need_bytes"] == GIB
     control.hold_if_disk_low(study, free(0.2))  # still low: no second section, no second message
@@ -66,7 +69,7 @@ def test_a_low_disk_holds_the_study_in_paused_json_the_labbook_and_status_then_l
     assert control.hold_if_disk_low(study, free(5)) is None
     assert fsio.read_json(study.paths.paused)["resumed_at"] is not None
     assert "## Resumed by the free-space check" in study.paths.labbook.read_text()
-    assert guard.halt_reason(study, history) is None
+    assert holds.halt_reason(study, history) is None
 
 
 def test_the_disk_check_neither_replaces_nor_lifts_a_pause_for_failures(tmp_path):
@@ -79,12 +82,16 @@ def test_the_disk_check_neither_replaces_nor_lifts_a_pause_for_failures(tmp_path
     assert paused["by"] == "the failure-rate check" and paused["resumed_at"] is None
 
 
-def test_the_guard_refuses_a_run_while_the_disk_is_low(tmp_path):
+def test_no_run_starts_while_the_disk_is_low_and_the_first_step_of_a_run_records_the_hold(tmp_path):
     root = make_project(tmp_path / "p", retention={"min_free_gib": 10**9})  # more than any disk has: full
     study = study_at(root)
-    with pytest.raises(Exception, match="disk low"):
-        guard.ensure_may_run(study, [])
+    with pytest.raises(LoopHalted, match="disk low"):
+        holds.ensure_may_run(study, [])
+    assert not study.paths.paused.exists()  # the check itself writes nothing (`autopilot status` asks it too)
+    result = CliRunner().invoke(main, ["--root", str(root), "propose", "--run", "00001"])
+    assert result.exit_code == 1 and "disk low" in result.output
     assert fsio.read_json(study.paths.paused)["by"] == "the free-space check"
+    assert not study.paths.run("00001").proposal.exists()
 
 
 @pytest.mark.slow

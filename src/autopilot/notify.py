@@ -14,12 +14,13 @@ Usage:
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 
 from autopilot import fsio, schemas
+from autopilot.clock import now_iso
 from autopilot.processes import run_limited
+from autopilot.settings import Notify
 from autopilot.study import Study
 
 log = logging.getLogger(__name__)
@@ -29,22 +30,22 @@ EVENTS = ("promoted", "rolled_back", "paused", "stopped", "failure_spike", "plat
 
 def emit(study: Study, event: str, message: str, **details) -> dict:
     """Record the event and run the study's notify command for it; never raises for a failing command or disk."""
-    record = {"event": event, "study": study.name, "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    record = {"event": event, "study": study.name, "at": now_iso(),
               "message": message, "details": details}
     schemas.validate(record, "event")
     try:
         fsio.append_jsonl(study.paths.events, record)
     except OSError as e:  # a full disk is one of the events: telling must not fail on it
         log.warning("could not append to %s: %s", study.paths.events, e)
-    settings = study.config["notify"]
-    if settings["command"] and event in settings["on"]:
+    settings = study.settings.notify
+    if settings.command and event in settings.on:
         send(study, settings, record)
     return record
 
 
-def send(study: Study, settings: dict, record: dict) -> bool:
+def send(study: Study, settings: Notify, record: dict) -> bool:
     """Run the notify command with the event on stdin; False (and a logged reason) when it did not succeed."""
-    argv, limit = settings["command"], settings["timeout_seconds"]
+    argv, limit = list(settings.command), settings.timeout_seconds
     out = study.paths.logs / "notify.log"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -106,6 +106,7 @@ class Data(Block):
     source: Literal["file", "queue"]
     train_file: str | None = None  # causal_lm only (the schema requires them there)
     val_file: str | None = None
+    test_file: str | None = None  # held out: only the champion's test evaluation reads it
     spec: str | None = None
 
 
@@ -168,12 +169,41 @@ class Trainer(Block):
     args: Literal["none", "flags", "hydra"]
     metrics_from: MetricsFrom
     command: tuple[str, ...] | None = None  # required when task is `command` (study.check_config)
+    test_command: tuple[str, ...] | None = None  # the champion's held-out test; None: the study has none
 
     @classmethod
     def parse(cls, block: dict | None):
         block = dict(block or {})
         return cls(**{**{k: _frozen(v) for k, v in block.items()}, "metrics_from": MetricsFrom.parse(
             block.get("metrics_from"))})
+
+
+@dataclass(frozen=True)
+class Registry(Block):
+    lora: Literal["merge", "adapter"]
+
+
+@dataclass(frozen=True)
+class Retention(Block):
+    keep_champions: int
+    keep_last_runs: int | None
+    min_free_gib: float | None
+
+
+@dataclass(frozen=True)
+class Serve(Block):
+    api_key_env: str
+    host: str
+    port: int
+    max_tokens: int
+    reload_seconds: float
+
+
+@dataclass(frozen=True)
+class Notify(Block):
+    command: tuple[str, ...] | None
+    on: tuple[str, ...]
+    timeout_seconds: float
 
 
 @dataclass(frozen=True)
@@ -200,6 +230,10 @@ class StudySettings:
     data: Data
     ingest: Ingest
     causal_lm: CausalLM
+    registry: Registry
+    retention: Retention
+    serve: Serve
+    notify: Notify
     model: Model | None = None
     trainer: Trainer | None = None
 

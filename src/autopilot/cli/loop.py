@@ -46,6 +46,7 @@ def propose(project: Project, study_name: str | None, run_id: str | None, genera
     answer in the run's llm/ folder.
     """
     from autopilot.ledger import Slot
+    from autopilot.ops.control import hold_if_disk_low
     from autopilot.propose.decide import preview_run, propose_run
 
     if run_id is None and not dry_run:
@@ -55,6 +56,7 @@ def propose(project: Project, study_name: str | None, run_id: str | None, genera
     if dry_run:
         print_preview(*preview_run(study, run_id or next_run_id(study), slot))
         return
+    hold_if_disk_low(study)  # the first step of a run: the study holds here (paused.json, labbook) while disk is low
     proposal = propose_run(study, run_id, slot)
     click.echo(f"run {run_id}: {proposal['policy']} proposes {proposal['overrides'] or 'the baseline'}")
 

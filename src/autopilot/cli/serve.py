@@ -28,11 +28,11 @@ def serve(project: Project, study_name: str | None, host: str | None, port: int 
     from autopilot.serve.app import serve as run
 
     study = resolve_study(project, study_name)
-    host = host or study.config["serve"]["host"]
-    port = study.config["serve"]["port"] if port is None else port
+    host = host or study.settings.serve.host
+    port = study.settings.serve.port if port is None else port
     key = api_key(study)
     check_bind(study, host, key)
-    env_name = study.config["serve"]["api_key_env"]
+    env_name = study.settings.serve.api_key_env
     click.echo(f"serving the champion of study {study.name} (models/{study.name}/current) on http://{host}:{port}/; "
                + (f"API key: the value of ${env_name}" if key else f"no API key (${env_name} is unset): loopback only"))
     run(study, host, port)

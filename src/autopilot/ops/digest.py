@@ -15,9 +15,9 @@ import datetime as dt
 import re
 from collections import Counter
 
-from autopilot import fsio, guard, ledger
+from autopilot import fsio, holds, ledger
 from autopilot.errors import AutopilotError
-from autopilot.propose.policies import describe_overrides
+from autopilot.formatting import delta_text, describe_overrides, metric_text
 from autopilot.registry import listing, store
 from autopilot.study import Study
 
@@ -61,21 +61,21 @@ def digest(study: Study, since: dt.datetime, now: dt.datetime | None = None) -> 
     changes = [{**ev, "test": (tests.get(ev["run_id"]) or {}).get("metric", {}).get("value"),
                 "test_examples": (tests.get(ev["run_id"]) or {}).get("examples")}
                for ev in ledger.champion_events(study.models) if within(ev["at"], since)]
-    holds = [e for e in fsio.iter_jsonl(study.paths.events) if e["event"] in HOLD_EVENTS and within(e["at"], since)]
+    held = [e for e in fsio.iter_jsonl(study.paths.events) if e["event"] in HOLD_EVENTS and within(e["at"], since)]
     processes = sum(len(ledger.seed_summaries(study.paths.run(e["run_id"]))) or 1 for e in runs)
     return {
-        "study": study.name, "metric": study.metric_name, "goal": study.config["metric"]["goal"],
+        "study": study.name, "metric": study.metric_name, "goal": study.settings.metric.goal,
         "since": since.isoformat(timespec="seconds"), "until": now.isoformat(timespec="seconds"),
-        "runs": [{k: e.get(k) for k in ("run_id", "verdict", "value", "delta", "interval", "compared_to", "policy",
-                                        "overrides", "error", "finished_at")} for e in runs],
+        "runs": [{k: e.get(k) for k in ("run_id", "verdict", "value", "seed_values", "delta", "interval",
+                                        "compared_to", "policy", "overrides", "error", "finished_at")} for e in runs],
         "verdicts": dict(Counter(e["verdict"] for e in runs)),
         "champion_changes": changes,
-        "holds": holds,
+        "holds": held,
         "compute": {"trainer_processes": processes,
                     "train_seconds": round(sum(e.get("train_seconds") or 0.0 for e in runs), 1),
                     "wall_seconds": round(sum(e.get("wall_seconds") or 0.0 for e in runs), 1)},
         "champion": listing.champion_summary(study),
-        "held_now": guard.halt_reason(study, history),
+        "held_now": holds.halt_reason(study, history),
     }
 
 
@@ -100,12 +100,10 @@ def render(d: dict) -> str:
              f"; {c['trainer_processes']} trainer processes, training {duration(c['train_seconds'])}, "
              f"wall {duration(c['wall_seconds'])}"]
     for r in d["runs"]:
-        iv = r["interval"]
-        against = (f" Δ {r['delta']:+.4f} [{iv['low']:+.4f}, {iv['high']:+.4f}] vs {r['compared_to']}"
-                   if iv and r["delta"] is not None else "")
+        against = f" Δ {delta_text(r)}" if delta_text(r) else ""
         error = f": {(r['error'] or '').strip().splitlines()[-1][:120]}" if r["verdict"] == "failed" and r["error"] \
             else ""
-        lines.append(f"  {r['run_id']} {r['verdict']:<12} {d['metric']} {num(r['value'])}{against}  "
+        lines.append(f"  {r['run_id']} {r['verdict']:<12} {d['metric']} {metric_text(r)}{against}  "
                      f"({r['policy']}: {describe_overrides(r['overrides'] or {})}){error}")
     lines += ["", f"champion changes: {len(d['champion_changes']) or 'none'}"]
     for ev in d["champion_changes"]:

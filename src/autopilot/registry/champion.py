@@ -21,7 +21,6 @@ Usage:
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import getpass
 import logging
 import os
@@ -32,6 +31,7 @@ from collections.abc import Iterator
 from filelock import FileLock
 
 from autopilot import fsio, ledger, notify, schemas
+from autopilot.clock import now_iso
 from autopilot.errors import AutopilotError
 from autopilot.journal import record as journal
 from autopilot.registry import export, retention, store, testscore
@@ -41,10 +41,6 @@ log = logging.getLogger(__name__)
 
 BY_JUDGE = "the judge"
 KIND = {"promotion": "promoted by the judge", "manual_promotion": "promoted by hand", "rollback": "rolled back"}
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def who() -> str:
@@ -99,7 +95,7 @@ def promote(study: Study, run_id: str, reason: str, force: bool = False, by: str
         if store.read_champion(study.models.champion(run_id)) is None \
                 and retention.run_states(study).get(run_id) == "none":
             raise AutopilotError(f"run {run_id} has no weights left to export: retention removed its checkpoints "
-                                 f"(retention.keep_last_runs={study.config['retention']['keep_last_runs']}) and it "
+                                 f"(retention.keep_last_runs={study.settings.retention.keep_last_runs}) and it "
                                  "was never a champion whose folder is kept")
         return change(study, history, entry, "manual_promotion", by or who(), reason, forced)
 
@@ -178,7 +174,7 @@ def ensure_champion(study: Study, entry: dict) -> dict:
     os.rename(tmp, champion.dir)
     hparams = (ledger.read_path(study.paths.run(run_id).config) or {}).get("hparams", {})
     test = testscore.evaluate(study, run_id, champion, weights, hparams)
-    record = {"study": study.name, "run_id": run_id, "task": study.config["task"], "verdict": entry["verdict"],
+    record = {"study": study.name, "run_id": run_id, "task": study.settings.task, "verdict": entry["verdict"],
               "metric": {**study.config["metric"], "value": entry["value"]}, "seed_values": entry["seed_values"],
               "interval": entry["interval"], "compared_to": entry["compared_to"], "hparams": hparams,
               "weights": weights, "test": test, "exported_at": now_iso()}

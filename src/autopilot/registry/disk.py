@@ -39,7 +39,7 @@ def last_run_checkpoint_bytes(study: Study) -> tuple[str, int] | None:
 
 def threshold(study: Study) -> tuple[int, str]:
     """Bytes that must be free before a run starts, and where the number comes from."""
-    setting = study.config["retention"]["min_free_gib"]
+    setting = study.settings.retention.min_free_gib
     if setting is not None:
         return int(setting * GIB), f"retention.min_free_gib={setting:g}"
     last = last_run_checkpoint_bytes(study)

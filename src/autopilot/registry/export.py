@@ -53,7 +53,7 @@ def export_weights(study: Study, run_id: str, dest: Path) -> dict:
                           "none, or retention removed it: see retention.keep_last_runs)")
     k, summary = chosen
     source = study.project.root / summary["checkpoint"]
-    task, base = study.config["task"], study.config.get("model", {}).get("path")
+    task, base = study.settings.task, study.settings.model and study.settings.model.path
     try:
         fmt = write(study, run, source, dest)
     except Exception as e:  # a damaged checkpoint, a missing extra: recorded, and the loop goes on
@@ -66,7 +66,7 @@ def export_weights(study: Study, run_id: str, dest: Path) -> dict:
 
 def write(study: Study, run: RunPaths, source: Path, dest: Path) -> str:
     """Export by task; returns the format written."""
-    task = study.config["task"]
+    task = study.settings.task
     if task == "cnn_digits":
         from autopilot.train.tasks import cnn_digits
 
@@ -75,8 +75,8 @@ def write(study: Study, run: RunPaths, source: Path, dest: Path) -> str:
     if task == "causal_lm":
         from autopilot.train.tasks import causal_lm
 
-        base = study.project.root / study.config["model"]["path"]
-        return causal_lm.export(source, base, dest, study.config["registry"]["lora"])
+        base = study.project.root / study.settings.model.path
+        return causal_lm.export(source, base, dest, study.settings.registry.lora)
     if source.is_dir():
         shutil.copytree(source, dest)
     else:

@@ -18,13 +18,13 @@ Usage:
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import shutil
 from pathlib import Path
 
 from autopilot import fsio, schemas
+from autopilot.clock import now_iso
 from autopilot.paths import RunPaths
 from autopilot.registry import store
 from autopilot.study import Study
@@ -61,16 +61,16 @@ def run_states(study: Study) -> dict[str, str]:
 
 def apply(study: Study, history: list[dict], events: list[dict], current: str | None) -> list[dict]:
     """Remove what retention no longer keeps; return the lines written to retention.jsonl."""
-    settings = study.config["retention"]
+    settings = study.settings.retention
     states = run_states(study)
     lines = []
-    for run_id, want in wanted_states([e["run_id"] for e in history], settings["keep_last_runs"]).items():
+    for run_id, want in wanted_states([e["run_id"] for e in history], settings.keep_last_runs).items():
         if states.get(run_id) in ("none", want):
             continue
         before = sum(dir_bytes(d) for d in checkpoint_dirs(study.paths.run(run_id)))
         removed, freed = prune_run(study.paths.run(run_id), keep_final=want == "final")
         lines.append(log_line(study, "run", run_id, want, removed, freed, before))
-    keep = kept_champions(events, current, settings["keep_champions"])
+    keep = kept_champions(events, current, settings.keep_champions)
     for run_id in study.models.champion_ids():
         if run_id not in keep:
             folder = study.models.champion(run_id).dir
@@ -86,7 +86,7 @@ def log_line(study: Study, what: str, run_id: str, kept: str, removed: list[Path
     root = study.project.root
     line = {"what": what, "run_id": run_id, "kept": kept, "removed": [str(p.relative_to(root)) for p in removed],
             "freed_bytes": freed, "checkpoint_bytes": before,
-            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+            "at": now_iso()}
     schemas.validate(line, "retention_entry")
     fsio.append_jsonl(study.paths.retention_log, line)
     if removed:

@@ -20,6 +20,7 @@ import sys
 import time
 
 from autopilot import fsio, schemas
+from autopilot.clock import now_iso
 from autopilot.paths import ChampionPaths
 from autopilot.processes import run_limited
 from autopilot.study import Study
@@ -30,30 +31,30 @@ GRACE_SECONDS = 60.0  # loading a model takes time a training budget does not co
 
 
 def has_test_split(study: Study) -> bool:
-    task = study.config["task"]
+    task = study.settings.task
     if task == "causal_lm":
-        return bool(study.config["data"].get("test_file"))
+        return bool(study.settings.data.test_file)
     if task == "command":
-        return bool(study.config.get("trainer", {}).get("test_command"))
+        return bool(study.settings.trainer and study.settings.trainer.test_command)
     return True
 
 
 def test_argv(study: Study, request: str, out_dir: str) -> list[str]:
-    task = study.config["task"]
+    task = study.settings.task
     if task == "command":
         return [a.replace("{config}", request).replace("{run_dir}", out_dir)
-                for a in study.config["trainer"]["test_command"]]
+                for a in study.settings.trainer.test_command]
     return [sys.executable, "-m", f"autopilot.train.tasks.{task}", "--test", request, out_dir]
 
 
 def build_request(study: Study, run_id: str, champion: ChampionPaths, weights: dict, hparams: dict) -> dict:
     root = study.project.root
     return {
-        "study": study.name, "run_id": run_id, "task": study.config["task"], "hparams": hparams,
+        "study": study.name, "run_id": run_id, "task": study.settings.task, "hparams": hparams,
         "metric": dict(study.config["metric"]), "data": dict(study.config.get("data", {})),
         "weights": str((champion.dir / weights["path"]).relative_to(root)), "weights_format": weights["format"],
-        "init_model": study.config.get("model", {}).get("path"),
-        "max_seconds": float(study.config["budget"]["max_seconds_per_run"]),
+        "init_model": study.settings.model and study.settings.model.path,
+        "max_seconds": float(study.settings.budget.max_seconds_per_run),
         "out_dir": str(champion.test_dir.relative_to(root)),
     }
 
@@ -99,6 +100,4 @@ def failed(study: Study, error: str, started: float, status: str = "failed") -> 
 
 def stamp(summary: dict) -> dict:
     """The test block of champion.json: the summary, the split it measured, and when."""
-    import datetime as dt
-
-    return {**summary, "split": "test", "evaluated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    return {**summary, "split": "test", "evaluated_at": now_iso()}

@@ -54,14 +54,14 @@ def is_loopback(host: str) -> bool:
 
 def api_key(study: Study) -> str | None:
     """The key from the environment variable serve.api_key_env names; None when it is unset or empty."""
-    return os.environ.get(study.config["serve"]["api_key_env"]) or None
+    return os.environ.get(study.settings.serve.api_key_env) or None
 
 
 def check_bind(study: Study, host: str, key: str | None) -> None:
     """Refuse to listen beyond this machine without a key."""
     if key is None and not is_loopback(host):
         raise ConfigError(f"refusing to serve on {host} without an API key: set the environment variable "
-                          f"{study.config['serve']['api_key_env']} (serve.api_key_env) to a secret, or listen on "
+                          f"{study.settings.serve.api_key_env} (serve.api_key_env) to a secret, or listen on "
                           "127.0.0.1 and reach it with ssh -L")
 
 
@@ -75,7 +75,7 @@ def build_app(study: Study, key: str | None, holder: ChampionHolder | None = Non
     """The app serving `study`'s champion; `holder` (default: a new one that watches `current`) holds the model."""
     if holder is None:
         holder = ChampionHolder(study)
-        holder.start_watching(study.config["serve"]["reload_seconds"])
+        holder.start_watching(study.settings.serve.reload_seconds)
     served = study.name
     secret = key.encode("utf-8") if key else None
 
@@ -112,7 +112,7 @@ def build_app(study: Study, key: str | None, holder: ChampionHolder | None = Non
 
     async def completions(request: Request):
         try:
-            req = chat.parse(await json_body(request), served, study.config["serve"]["max_tokens"])
+            req = chat.parse(await json_body(request), served, study.settings.serve.max_tokens)
         except chat.BadRequest as e:
             return error(e.status, str(e), code=e.code, param=e.param)
         champion = champion_of("chat")
@@ -146,7 +146,7 @@ def build_app(study: Study, key: str | None, holder: ChampionHolder | None = Non
               Route("/v1/chat/completions", completions, methods=["POST"]),
               Route("/v1/predict", predict, methods=["POST"])]
     app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(RequireKey, secret=secret, env_name=study.config["serve"]["api_key_env"])])
+                    middleware=[Middleware(RequireKey, secret=secret, env_name=study.settings.serve.api_key_env)])
     app.state.holder = holder
     return app
 
@@ -210,5 +210,5 @@ def serve(study: Study, host: str, port: int) -> None:
     check_bind(study, host, key)
     if key is None:
         log.warning("no API key ($%s is unset): every route is open to this machine's users",
-                    study.config["serve"]["api_key_env"])
+                    study.settings.serve.api_key_env)
     uvicorn.run(build_app(study, key), host=host, port=port, log_level="info")
