@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+from click.testing import CliRunner
 from registry_study import (
     STUDY,
     add_run,
@@ -17,6 +18,7 @@ from registry_study import (
 )
 
 from autopilot import fsio, ledger, schemas
+from autopilot.cli import main
 from autopilot.errors import AutopilotError
 from autopilot.registry import champion, store
 
@@ -154,3 +156,33 @@ def test_history_lines_are_valid_and_never_hold_a_test_score(root):
     scores = [s["metric"]["value"] for s in store.held_out_scores(study.models).values()]
     text = study.models.history.read_text()
     assert scores and not any(repr(v)[:8] in text for v in scores)
+
+
+def test_the_models_commands_list_show_promote_and_roll_back_with_clear_errors(root):
+    add_run(root, "00001", "baseline", 0.80)
+    settle(root)
+    add_run(root, "00002", "inconclusive", 0.79)
+    study, _ = settle(root)
+
+    def run(*args):
+        return CliRunner().invoke(main, ["--root", str(root), "models", *args])
+
+    listed = run("list")
+    assert listed.exit_code == 0 and "promotion        run 00001" in listed.output and "by the judge" in listed.output
+    refused = run("promote", "00002", "--reason", "a hunch")
+    assert refused.exit_code == 1 and "--force" in refused.output and "Traceback" not in refused.output
+    assert run("promote", "00002").exit_code == 2  # --reason is required
+    promoted = run("promote", "00002", "--reason", "a hunch", "--force")
+    assert promoted.exit_code == 0 and "run 00002 is the champion (before: run 00001)" in promoted.output
+    shown = run("show")
+    assert shown.exit_code == 0 and "run 00002 (current champion)" in shown.output
+    assert "held-out test: val_accuracy = " in shown.output and "weights: models/digits_cnn/00002/model" in shown.output
+    as_json = json.loads(run("show", "00001", "--json").output)
+    assert as_json["current"] is False and as_json["record"]["run_id"] == "00001"
+    back = run("rollback", "--reason", "the hunch was wrong")
+    assert back.exit_code == 0 and "rolled back from run 00002 to run 00001" in back.output
+    lines = [json.loads(x) for x in run("list", "--json").output.splitlines()]
+    assert [(r["event"], r["run_id"], r["current"]) for r in lines] == [
+        ("promotion", "00001", False), ("manual_promotion", "00002", False), ("rollback", "00001", True)]
+    assert lines[1]["forced"] and lines[2]["reason"] == "the hunch was wrong"
+    assert run("show", "00009").exit_code == 1

@@ -6,6 +6,7 @@ import click
 
 from autopilot.cli import domain_errors, main, pass_project
 from autopilot.cli.loop import resolve_study, study_option
+from autopilot.errors import MissingDependency
 from autopilot.paths import Project
 
 
@@ -24,10 +25,13 @@ def serve(project: Project, study_name: str | None, host: str | None, port: int 
     (AUTOPILOT_SERVE_API_KEY). Without that variable set, the server listens on a loopback address only.
     A promotion or rollback is picked up within serve.reload_seconds; requests in flight finish on the old one.
     """
-    from autopilot.serve.app import api_key, check_bind
-    from autopilot.serve.app import serve as run
-
     study = resolve_study(project, study_name)
+    try:
+        from autopilot.serve.app import api_key, check_bind
+        from autopilot.serve.app import serve as run
+    except ImportError as e:
+        raise MissingDependency(f"autopilot serve needs the optional extra `serve` ({e.name} is missing): run "
+                                "`pip install 'autopilot[serve]'` (and `[lm]` for a causal_lm champion)") from None
     host = host or study.settings.serve.host
     port = study.settings.serve.port if port is None else port
     key = api_key(study)

@@ -7,9 +7,10 @@ checkpoint folder of a journaled run (<run>/checkpoint/, <run>/seeds/seed-k/chec
 older champions. Never removed: anything else of a run (metrics, summaries, verdicts, configs, logs), a run that
 is not journaled yet (it may still train, be judged or be promoted), the registry's pointer and history.
 
-Each removal is one line of runs/<study>/retention.jsonl: what, the bytes freed and, for a run, the size of its
-checkpoints before (the free-space guard's default threshold comes from it). A run's state there (`final` kept,
-or `none`) makes the pass cheap however long the study: only runs whose state must change are looked at.
+Each removal is one line of runs/<study>/retention.jsonl (a pass appends its lines with one write): what, the
+bytes freed and, for a run, the size of its checkpoints before (the free-space guard's default threshold comes
+from it). A run's state there (`final` kept, or `none`) makes the pass cheap however long the study: only runs
+whose state must change are looked at.
 
 Usage:
     lines = apply(study, history, events, current)      # after the journal step's promotion, under its lock
@@ -18,6 +19,7 @@ Usage:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -79,6 +81,8 @@ def apply(study: Study, history: list[dict], events: list[dict], current: str | 
             lines.append(log_line(study, "champion", run_id, "none", [folder], freed, freed))
     for leftover in study.models.dir.glob(".*.export.tmp"):
         shutil.rmtree(leftover, ignore_errors=True)  # an export killed midway (the lock is held: none runs now)
+    if lines:  # one write and one fsync, however many runs (the first pass over a long study has thousands)
+        fsio.append_text(study.paths.retention_log, "".join(json.dumps(line) + "\n" for line in lines))
     return lines
 
 
@@ -88,7 +92,6 @@ def log_line(study: Study, what: str, run_id: str, kept: str, removed: list[Path
             "freed_bytes": freed, "checkpoint_bytes": before,
             "at": now_iso()}
     schemas.validate(line, "retention_entry")
-    fsio.append_jsonl(study.paths.retention_log, line)
     if removed:
         log.info("retention: %s %s: removed %d folder(s), %.1f MiB", what, run_id, len(removed), freed / 2**20)
     return line
