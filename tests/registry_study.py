@@ -12,7 +12,7 @@ import json
 import random
 from pathlib import Path
 
-from conftest import make_project
+from helpers import make_project
 from ops_study import entry
 
 from autopilot import fsio

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import env, make_project, snakemake
+from helpers import env, make_project, snakemake
 from ops_study import entry, write_history
 
 from autopilot import fsio, holds, ledger

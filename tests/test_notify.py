@@ -7,7 +7,7 @@ import time
 
 import pytest
 import yaml
-from conftest import REPO, make_project
+from helpers import REPO, make_project
 
 from autopilot import fsio, notify, schemas
 from autopilot.paths import Project

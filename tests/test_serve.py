@@ -14,8 +14,8 @@ import requests
 import torch
 import uvicorn
 from click.testing import CliRunner
-from conftest import make_project
-from conftest_lm import HP, make_lm_project, tiny_model_fixture, write_config, write_jsonl  # noqa: F401
+from helpers import make_project
+from lm_helpers import HP, make_lm_project, write_config, write_jsonl
 from ops_study import entry
 from registry_study import tree_digest
 
