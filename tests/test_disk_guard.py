@@ -43,7 +43,7 @@ def test_the_threshold_is_the_setting_or_twice_the_last_runs_checkpoints_and_at_
             "what": "run", "run_id": run_id, "kept": "final", "removed": [], "freed_bytes": 0,
             "checkpoint_bytes": size, "at": "2026-01-01T00:00:00+00:00"})
     assert disk.threshold(study) == (4 * GIB, "twice the 2.0 GiB of run 00002's checkpoints")
-    study = study_at(make_project(tmp_path / "p", retention={"min_free_gib": 0.5}))
+    study = study_at(make_project(tmp_path / "q", retention={"min_free_gib": 0.5}))
     assert disk.threshold(study) == (GIB // 2, "retention.min_free_gib=0.5")
     assert disk.free_space_hold(study, free(0.6)) is None
     reason = disk.free_space_hold(study, free(0.25))

@@ -122,9 +122,11 @@ def test_rollback_without_an_earlier_champion_or_to_a_run_that_never_was_one_is_
     add_run(root, "00002", "inconclusive", 0.70)
     add_run(root, "00003", "improved", 0.90)
     champion.settle(study)
-    with pytest.raises(AutopilotError, match="run 00002 was not a champion before run 00003"):
+    with pytest.raises(AutopilotError, match="run 00002 was never a champion of study digits_cnn"):
         champion.rollback(study, reason="x", to="00002")
     assert champion.rollback(study, reason="x", to="00001")["run_id"] == "00001"
+    # a second rollback returns to where the first one left (as `kubectl rollout undo` does)
+    assert champion.rollback(study, reason="undo the undo")["run_id"] == "00003"
 
 
 def test_a_run_without_weights_or_with_a_broken_test_is_still_champion_and_the_records_say_why(root):

@@ -101,25 +101,36 @@ def promote(study: Study, run_id: str, reason: str, force: bool = False, by: str
 
 
 def rollback(study: Study, reason: str, to: str | None = None, by: str | None = None) -> dict:
-    """Make the previous champion (or `to`, an earlier one) the champion and the study's incumbent again."""
+    """Make the previous champion (or `to`, an earlier one) the champion and the study's incumbent again.
+
+    The previous champion is the one `current` named before its last change, so a second rollback returns to
+    where the first one left (as `kubectl rollout undo` does); `to` reaches further back. Retention always keeps
+    the previous champion's folder; an older one may be gone, and then its checkpoints are exported again if
+    they are still on disk.
+    """
     with locked(study):
         history = ledger.read_history(study.paths)
-        stack = store.chain(ledger.champion_events(study.models))
+        events = ledger.champion_events(study.models)
         current = store.current_run(study.models)
-        if current is None or not stack:
+        if current is None or not events:
             raise AutopilotError(f"study {study.name} has no champion yet: nothing to roll back")
-        earlier = stack[:-1]
+        earlier = sorted({ev["run_id"] for ev in events} - {current})
         if to is None:
-            if not earlier:
+            to = store.previous_champion(events)
+            if to is None:
                 raise AutopilotError(f"run {current} is the study's first champion: there is none before it to roll "
                                      "back to (`autopilot models promote RUN --reason ...` makes another run champion)")
-            to = earlier[-1]
         elif to == current:
             raise AutopilotError(f"run {to} is the champion already; nothing changed")
         elif to not in earlier:
-            raise AutopilotError(f"run {to} was not a champion before run {current} (earlier champions: "
+            raise AutopilotError(f"run {to} was never a champion of study {study.name} (earlier champions: "
                                  f"{', '.join(earlier) or 'none'}); `autopilot models promote {to} --reason ...` "
                                  "makes it champion")
+        if store.read_champion(study.models.champion(to)) is None \
+                and retention.run_states(study).get(to) == "none":
+            raise AutopilotError(f"run {to}'s weights are gone: retention removed its champion folder "
+                                 f"(retention.keep_champions={study.settings.retention.keep_champions}) and its "
+                                 "checkpoints; the champions kept are listed by `autopilot models list`")
         return change(study, history, journaled(history, to), "rollback", by or who(), reason)
 
 

@@ -1,6 +1,6 @@
 """Retention across runs: what stays on disk once runs are judged and journaled.
 
-Kept: the current champion's folder and those of the previous `retention.keep_champions` champions (so that
+Kept: the current champion's folder and those of the `retention.keep_champions` champions before it (so that
 `autopilot models rollback` always has its target), and the final checkpoint of each seed of the latest
 `retention.keep_last_runs` journaled runs (a person may still promote one of them). Removed: every other
 checkpoint folder of a journaled run (<run>/checkpoint/, <run>/seeds/seed-k/checkpoint/) and the folders of
@@ -28,7 +28,6 @@ from pathlib import Path
 from autopilot import fsio, schemas
 from autopilot.clock import now_iso
 from autopilot.paths import RunPaths
-from autopilot.registry import store
 from autopilot.study import Study
 from autopilot.train import checkpoints
 
@@ -36,14 +35,14 @@ log = logging.getLogger(__name__)
 
 
 def kept_champions(events: list[dict], current: str | None, keep: int) -> set[str]:
-    """Champion folders to keep: the current one, the `keep` below it on the rollback stack, and the latest
-    `keep` + 1 distinct champions by time (a rollback does not lose the champion it left at once)."""
-    stack = store.chain(events)
-    recent: list[str] = []
+    """Champion folders to keep: the current one and the `keep` champions before it, latest first (the one just
+    before is where a rollback goes)."""
+    latest: list[str] = []
     for ev in reversed(events):
-        if ev["run_id"] not in recent:
-            recent.append(ev["run_id"])
-    return ({current} - {None}) | set(stack[-(keep + 1):]) | set(recent[:keep + 1])
+        for run_id in (ev["run_id"], ev["previous"]):
+            if run_id is not None and run_id not in latest:
+                latest.append(run_id)
+    return ({current} - {None}) | set(latest[:keep + 1])
 
 
 def wanted_states(journaled: list[str], keep_last: int | None) -> dict[str, str]:

@@ -7,7 +7,7 @@ champion or the new one, never none.
 Usage:
     run_id = current_run(study.models)          # None before the first promotion
     swap_current(study.models, "00007")
-    stack = chain(ledger.champion_events(study.models))
+    before = previous_champion(ledger.champion_events(study.models))   # where a rollback goes
 """
 
 from __future__ import annotations
@@ -54,18 +54,9 @@ def append_event(models: ModelPaths, event: dict) -> None:
     fsio.append_jsonl(models.history, event)
 
 
-def chain(events: list[dict]) -> list[str]:
-    """The champions as a stack, oldest first: a promotion pushes its run, a rollback to a run pops back to it.
-
-    The top is the current champion and the one below it is where `autopilot models rollback` goes.
-    """
-    stack: list[str] = []
-    for ev in events:
-        if ev["event"] == "rollback" and ev["run_id"] in stack:
-            del stack[len(stack) - stack[::-1].index(ev["run_id"]):]
-        else:
-            stack.append(ev["run_id"])
-    return stack
+def previous_champion(events: list[dict]) -> str | None:
+    """The champion before the current one: where `autopilot models rollback` goes (None: there was none)."""
+    return events[-1]["previous"] if events else None
 
 
 def held_out_scores(models: ModelPaths) -> dict[str, dict]:
