@@ -1,4 +1,4 @@
-# autopilot: propose -> guard -> train -> judge -> journal, for `iterations` new runs of one study.
+# autopilot: propose -> guard -> train -> judge -> journal -> champion, for `iterations` new runs of a study.
 # Usage: snakemake -c2 --profile profiles/local [--config iterations=5]
 # Every rule brings its software for `--sdm apptainer` (this image; train_model: the trainer image) and for
 # `--sdm conda` (envs/); see README, "Snakemake workflow catalog conventions".
@@ -26,7 +26,7 @@ include: "rules/report.smk"
 rule all:
     default_target: True
     input:
-        get_planned_entries,
+        get_planned_outputs,
 
 
 onstart:

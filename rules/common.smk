@@ -79,9 +79,9 @@ def cap_gpus():
 cap_gpus()
 
 
-def get_planned_entries(wildcards):
-    """The journal entries of the runs this invocation adds."""
-    return [f"{RUNS}/{run}/journal_entry.json" for run in PLAN.run_ids]
+def get_planned_outputs(wildcards):
+    """The last file of each run this invocation adds: its champion step (registry.json, after the journal)."""
+    return [f"{RUNS}/{run}/registry.json" for run in PLAN.run_ids]
 
 
 def get_propose_inputs(wildcards):

@@ -1,6 +1,7 @@
-# One iteration: propose -> guard -> train -> judge -> journal. Each rule calls one `autopilot` command.
+# One iteration: propose -> guard -> train -> judge -> journal -> champion. Each rule calls one `autopilot` command.
 # Only training goes to a cluster node (one GPU each); the short steps run where Snakemake runs. Software: the
-# short steps take the controller image (Snakefile) or envs/controller.yaml (no torch); training the trainer's.
+# short steps take the controller image (Snakefile) or envs/controller.yaml (no torch); training the trainer's, and
+# so does the champion step (a promotion exports weights and scores them on the held-out split: it needs torch).
 
 
 localrules:
@@ -8,6 +9,7 @@ localrules:
     guard_proposal,
     judge_run,
     record_run,
+    update_champion,
 
 
 rule propose_run:
@@ -91,3 +93,20 @@ rule record_run:
         study=STUDY.name,
     shell:
         "autopilot journal --study {params.study} --run {wildcards.run} > {log} 2>&1"
+
+
+rule update_champion:
+    input:
+        entry=rules.record_run.output.entry,
+    output:
+        registry=f"{RUNS}/{{run}}/registry.json",
+    log:
+        f"{RUNS}/{{run}}/logs/update_champion.log",
+    conda:
+        "../envs/trainer.yaml"
+    container:
+        get_trainer_image()
+    params:
+        study=STUDY.name,
+    shell:
+        "autopilot champion --study {params.study} --run {wildcards.run} > {log} 2>&1"

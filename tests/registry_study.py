@@ -93,6 +93,7 @@ def add_run(root: Path, run_id: str, verdict: str, value: float | None, seeds: i
         line = entry(run_id, verdict, mean, seed_values=[] if value is None else values)
         with (root / "runs" / STUDY / "history.jsonl").open("a") as f:
             f.write(json.dumps(line) + "\n")
+        fsio.atomic_write_json(run.entry, line)
     return run
 
 

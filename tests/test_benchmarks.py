@@ -45,7 +45,7 @@ def test_judge_aa_quick(tmp_path):
 @pytest.mark.slow
 def test_deep_history_quick(tmp_path):
     out = run_quick("deep_history.py", tmp_path)
-    assert out["jobs_deep"] == out["jobs_shallow"] == 7
+    assert out["jobs_deep"] == out["jobs_shallow"] == 8
     assert out["ratio"] > 0
 
 

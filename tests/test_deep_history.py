@@ -17,7 +17,7 @@ def test_five_thousand_finished_runs_cost_the_next_run_nothing(tmp_path):
     root = deep_project(tmp_path / "deep", 5000)
     dry = snakemake(root, "-n", "--config", "iterations=1")
     jobs = int(re.search(r"^total\s+(\d+)", dry.stdout + dry.stderr, re.MULTILINE).group(1))
-    assert jobs == 7  # ingest + propose, guard, train, judge, journal of one run + all: no finished run
+    assert jobs == 8  # ingest + propose, guard, train, judge, journal, champion of one run + all: no finished run
     snakemake(root, "--config", "iterations=1")
     new = root / "runs" / "digits_cnn" / "05001"
     verdict = fsio.read_json(new / "verdict.json")

@@ -188,3 +188,23 @@ def test_the_models_commands_list_show_promote_and_roll_back_with_clear_errors(r
         ("promotion", "00001", False), ("manual_promotion", "00002", False), ("rollback", "00001", True)]
     assert lines[1]["forced"] and lines[2]["reason"] == "the hunch was wrong"
     assert run("show", "00009").exit_code == 1
+
+
+def test_the_champion_step_of_the_workflow_records_what_it_did_in_registry_json(root):
+    add_run(root, "00001", "baseline", 0.80, seeds=2)
+    pending = add_run(root, "00002", "inconclusive", 0.7, journal=False)
+
+    def step(run_id):
+        return CliRunner().invoke(main, ["--root", str(root), "champion", "--run", run_id])
+
+    first = step("00001")
+    assert first.exit_code == 0 and "run 00001 is the champion now" in first.output
+    record = fsio.read_json(root / "runs" / STUDY / "00001" / "registry.json")
+    schemas.validate(record, "registry_step")
+    assert record["event"]["event"] == "promotion" and record["champion"] == "00001"
+    assert record["removed"] == 2 and record["freed_bytes"] > 0  # each seed's earlier checkpoint
+    again = step("00001")
+    assert again.exit_code == 0 and "the champion stays run 00001" in again.output
+    assert fsio.read_json(root / "runs" / STUDY / "00001" / "registry.json")["event"] is None
+    refused = step(pending.id)
+    assert refused.exit_code == 1 and "not journaled yet" in refused.output

@@ -34,6 +34,7 @@ CONDA_NAMES = {"pytorch": "torch"}  # conda-forge name -> PyPI name, where they 
 # never train.
 LEFT_OUT = {"controller": {"snakemake", "torch", "scikit-learn"}, "trainer": {"snakemake"}}
 SHORT_STEPS = ("ingest", "propose_run", "guard_proposal", "judge_run", "record_run", "report_study")
+TRAINER_STEPS = ("train_model", "update_champion")  # the champion step exports and scores weights: torch
 
 
 def rule_blocks() -> dict[str, str]:
@@ -85,14 +86,14 @@ def test_snakefmt_finds_nothing_to_change():
 # --- software per rule ------------------------------------------------------------------------------------
 def test_every_rule_declares_its_conda_env_and_the_images_are_the_dockerfiles_at_the_package_version():
     blocks = rule_blocks()
-    assert set(blocks) == {*SHORT_STEPS, "train_model"}
+    assert set(blocks) == {*SHORT_STEPS, *TRAINER_STEPS}
     for rule, block in blocks.items():
-        wanted = "trainer" if rule == "train_model" else "controller"
+        wanted = "trainer" if rule in TRAINER_STEPS else "controller"
         assert f'conda:\n        "../envs/{wanted}.yaml"' in block, f"rule {rule} has no conda: ../envs/{wanted}.yaml"
     # one image for every rule (the Snakefile's), which train_model replaces with the trainer's or the study's
     assert f'\ncontainer: "{CONTROLLER_IMAGE}"\n' in (REPO / "Snakefile").read_text()
-    assert "container:\n        get_trainer_image()" in blocks["train_model"]
-    assert sum("container:" in block for block in blocks.values()) == 1
+    assert all("container:\n        get_trainer_image()" in blocks[rule] for rule in TRAINER_STEPS)
+    assert sum("container:" in block for block in blocks.values()) == len(TRAINER_STEPS)
     assert f'TRAINER_IMAGE = "{TRAINER_IMAGE}"' in (REPO / "rules" / "common.smk").read_text()
     docker_readme = (REPO / "docker" / "README.md").read_text()
     for image in ("controller", "trainer"):
@@ -256,7 +257,7 @@ def test_a_missing_image_is_named_before_any_job_runs(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert f"{CONTROLLER_IMAGE} (rules ingest, propose_run" in out, out[-3000:]
-    assert f"{TRAINER_IMAGE} (rules train_model)" in out
+    assert f"{TRAINER_IMAGE} (rules train_model, update_champion)" in out
     assert not list((root / "runs").glob("*/*/proposal.json"))  # nothing ran
 
 
@@ -276,9 +277,9 @@ def test_each_rule_runs_in_its_image_with_only_the_packages_of_its_conda_env(tmp
     lines = (tmp_path / "calls.txt").read_text().splitlines()
     assert sum(line.startswith("pull ") and f"{image} [" in line for line in lines) == 1  # local images: no pull
     executed = [line for line in lines if line.startswith("exec ")]
-    trained = [line for line in executed if "autopilot train" in line]
-    short = [line for line in executed if "autopilot train" not in line]
-    assert len(trained) == 2 and not any(CONTROLLER_IMAGE in line for line in trained)
+    trained = [line for line in executed if "autopilot train" in line or "autopilot champion" in line]
+    short = [line for line in executed if line not in trained]
+    assert len(trained) == 2 * 2 and not any(CONTROLLER_IMAGE in line for line in trained)
     assert len(short) == 1 + 4 * 2 and all(CONTROLLER_IMAGE in line for line in short)  # ingest, then 4 per run
     study = root / "runs" / "digits_cnn"
     verdicts = [json.loads(p.read_text())["verdict"] for p in sorted(study.glob("*/verdict.json"))]

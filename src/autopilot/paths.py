@@ -63,6 +63,7 @@ class RunPaths:
     checkpoint = property(lambda self: self.dir / "checkpoint")
     verdict = property(lambda self: self.dir / "verdict.json")
     entry = property(lambda self: self.dir / "journal_entry.json")
+    registry = property(lambda self: self.dir / "registry.json")  # what the champion step did after the journal
     llm = property(lambda self: self.dir / "llm")
     logs = property(lambda self: self.dir / "logs")
     seeds_dir = property(lambda self: self.dir / "seeds")

@@ -141,21 +141,32 @@ def judge_cmd(project: Project, study_name: str | None, run_id: str) -> None:
 @pass_project
 @domain_errors
 def journal(project: Project, study_name: str | None, run_id: str) -> None:
-    """Append the judged run to labbook.md and history.jsonl (and any run the ledger misses); update the champion.
-
-    When the study's incumbent is not the champion in models/<study>/ yet, it is promoted there: its weights
-    exported, scored once on the held-out test split, and `current` pointed to them. Then retention removes the
-    checkpoint folders it no longer keeps.
-    """
+    """Append the judged run to labbook.md and history.jsonl (and any run the ledger misses)."""
     from autopilot.journal.record import journal_run
-    from autopilot.registry.champion import settle
 
-    study = resolve_study(project, study_name)
-    entry = journal_run(study, run_id)
+    entry = journal_run(resolve_study(project, study_name), run_id)
     click.echo(f"run {run_id}: journaled ({entry['verdict']})")
-    event = settle(study)
-    if event:
-        click.echo(f"run {event['run_id']}: the champion now (models/{study.name}/current)")
+
+
+@main.command()
+@study_option
+@run_option
+@pass_project
+@domain_errors
+def champion(project: Project, study_name: str | None, run_id: str) -> None:
+    """After the run is journaled: make the study's incumbent the champion in models/<study>/, apply retention.
+
+    A promotion exports the weights, scores them once on the held-out test split and points `current` to them
+    (this step runs in the trainer's software for that); then the checkpoint folders retention no longer keeps
+    are removed. What the step did is written to the run's registry.json.
+    """
+    from autopilot.registry.champion import step
+
+    record = step(resolve_study(project, study_name), run_id)
+    event = record["event"]
+    click.echo(f"run {run_id}: " + (f"run {event['run_id']} is the champion now (models/{record['study']}/current)"
+                                    if event else f"the champion stays run {record['champion'] or '(none yet)'}")
+               + f"; retention freed {record['freed_bytes'] / 2**20:.1f} MiB")
 
 
 @main.command()

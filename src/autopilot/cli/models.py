@@ -18,9 +18,9 @@ reason_option = click.option("--reason", required=True,
 def models() -> None:
     """The study's champion: models/<study>/current and the history of promotions and rollbacks.
 
-    The judge promotes runs in the journal step; these commands show the champions and let a person promote
-    another run or roll back. Every change is recorded (who, why) and written to the labbook, and the new
-    champion becomes the study's incumbent: later runs are judged against it.
+    The judge's promotions reach models/ in the step after the journal; these commands show the champions and
+    let a person promote another run or roll back. Every change is recorded (who, why) and written to the
+    labbook, and the new champion becomes the study's incumbent: later runs are judged against it.
     """
 
 

@@ -1,4 +1,4 @@
-"""The champion: the judge's promotions (in the journal step), a person's promotions and rollbacks.
+"""The champion: the judge's promotions (in the champion step after the journal), a person's promotions and rollbacks.
 
 models/<study>/
     current            relative symlink to the champion's folder, replaced with one rename
@@ -6,14 +6,15 @@ models/<study>/
     history.jsonl      one line per promotion, manual promotion and rollback: who, why, the champion before
     test_scores.jsonl  one line per held-out evaluation (never read by a policy or the judge)
 
-`settle` runs in the journal step after each run is journaled: when the ledger's incumbent is not the champion,
+`settle` runs in the champion step after each run is journaled (`autopilot champion`, the workflow's
+update_champion rule, in the trainer's software): when the ledger's incumbent is not the champion,
 it is promoted (weights exported, scored once on the held-out test split, pointed to), best.json and the labbook
 say so, and retention removes what is no longer kept. A champion folder is never changed once complete, so a
 rollback makes the previous champion current again byte for byte. A person's promotion or rollback also makes
 that run the study's incumbent (autopilot.ledger.incumbent) until the judge promotes a run journaled later.
 
 Usage:
-    settle(study, history)                                                 # the journal step
+    step(study, "00007")                                                   # the workflow's champion step
     promote(study, "00005", reason="better on our own eval", force=True)   # autopilot models promote
     rollback(study, reason="answers got worse in production")              # autopilot models rollback
 """
@@ -54,15 +55,19 @@ def who() -> str:
 
 @contextlib.contextmanager
 def locked(study: Study) -> Iterator[None]:
-    """One registry change at a time (the journal steps of a generation, a person's command)."""
+    """One registry change at a time (the champion steps of a generation, a person's command)."""
     study.models.dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(study.models.lock)):
         yield
 
 
-# --- the journal step ------------------------------------------------------------------------------------
+# --- the workflow's champion step -------------------------------------------------------------------------
 def settle(study: Study, history: list[dict] | None = None) -> dict | None:
     """Make the ledger's incumbent the champion if it is not (the event written, or None); apply retention."""
+    return _settle(study, history)[0]
+
+
+def _settle(study: Study, history: list[dict] | None) -> tuple[dict | None, list[dict]]:
     with locked(study):
         history = ledger.read_history(study.paths) if history is None else history
         target = ledger.incumbent(history, ledger.champion_events(study.models))
@@ -73,8 +78,23 @@ def settle(study: Study, history: list[dict] | None = None) -> dict | None:
                            verdict.get("reason") or f"verdict {target['verdict']}")
         elif target is not None:
             write_best(study, target)  # the journal rewrote best.json from the judge's view: add the test score
-        retention.apply(study, history, ledger.champion_events(study.models), store.current_run(study.models))
-    return event
+        pruned = retention.apply(study, history, ledger.champion_events(study.models), store.current_run(study.models))
+    return event, pruned
+
+
+def step(study: Study, run_id: str) -> dict:
+    """The workflow's champion step after run `run_id` is journaled: settle, and record what it did in the run's
+    registry.json (the promotion event, the champion after it, what retention freed)."""
+    if not study.paths.run(run_id).entry.exists():
+        raise AutopilotError(f"run {run_id} is not journaled yet (no journal_entry.json): run `autopilot journal "
+                             f"--run {run_id}` first")
+    event, pruned = _settle(study, None)
+    record = {"run_id": run_id, "study": study.name, "event": event, "champion": store.current_run(study.models),
+              "removed": sum(len(line["removed"]) for line in pruned),
+              "freed_bytes": sum(line["freed_bytes"] for line in pruned), "at": now_iso()}
+    schemas.validate(record, "registry_step", what=str(study.paths.run(run_id).registry))
+    fsio.atomic_write_json(study.paths.run(run_id).registry, record)
+    return record
 
 
 # --- a person's commands ---------------------------------------------------------------------------------
@@ -147,7 +167,7 @@ def change(study: Study, history: list[dict], entry: dict, kind: str, by: str, r
            forced: bool = False) -> dict:
     """Export and score the champion if it is new, record the event, swap `current`; tell the labbook and notify.
 
-    The event is written before the swap: a process killed in between leaves a record the next journal step
+    The event is written before the swap: a process killed in between leaves a record the next champion step
     completes (it promotes the incumbent again), never a champion nobody recorded.
     """
     run_id = entry["run_id"]

@@ -13,7 +13,7 @@ from it). A run's state there (`final` kept, or `none`) makes the pass cheap how
 whose state must change are looked at.
 
 Usage:
-    lines = apply(study, history, events, current)      # after the journal step's promotion, under its lock
+    lines = apply(study, history, events, current)      # after the champion step's promotion, under its lock
     keep = kept_champions(events, current, keep=2)
 """
 
