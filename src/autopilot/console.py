@@ -1,6 +1,6 @@
 """The `autopilot` console script: the loop's commands run warm, everything else as a plain click program.
 
-The rules of the workflow start `autopilot propose|guard|train|judge|journal` once per run each. Those go to
+The rules of the workflow start `autopilot propose|guard|train|judge|journal|champion` once per run each. Those go to
 the user's warm command server (`autopilot.warm.commands`, through `autopilot.warm.client`) when one is listening,
 and this process exits with the command's exit status.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
-WARM_COMMANDS = frozenset({"propose", "guard", "train", "judge", "journal"})
+WARM_COMMANDS = frozenset({"propose", "guard", "train", "judge", "journal", "champion"})
 HELP_FLAGS = frozenset({"-h", "--help", "--version"})
 
 
