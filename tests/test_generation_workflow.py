@@ -80,7 +80,7 @@ def test_the_dag_holds_the_new_generations_only_and_each_waits_for_the_whole_pre
                            "iterations=4"], cwd=root, env=env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
-    assert re.search(r"^total\s+22$", out, re.MULTILINE)  # ingest + 4 runs x 5 steps + all
+    assert re.search(r"^total\s+26$", out, re.MULTILINE)  # ingest + 4 runs x 6 steps + all
     assert "run=00030" not in out and "00030/verdict.json" not in out
     propose_inputs = re.findall(r"rule propose_run:\n\s+input: (.*)\n", out)
     assert sorted(propose_inputs) == sorted(["queue/.ingest.done"] * 2 + [
