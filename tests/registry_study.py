@@ -70,10 +70,12 @@ def add_run(root: Path, run_id: str, verdict: str, value: float | None, seeds: i
     """A finished run: per seed a summary and a final checkpoint (weights.bin), a verdict and a ledger line."""
     run = RunPaths(root / "runs" / STUDY / run_id)
     run.dir.mkdir(parents=True, exist_ok=True)
-    fsio.atomic_write_json(run.config, {"run_id": run_id, "hparams": {"quality": 0.7, **(hparams or {})}})
     values = []
     for k in range(seeds):
         seed = run.seed(k)
+        nonce = f"{run_id}-{k}"  # a summary counts only when it answers its seed's config.json (ledger.bound_summary)
+        fsio.atomic_write_json(seed.config, {"run_id": run_id, "nonce": nonce,
+                                             "hparams": {"quality": 0.7, **(hparams or {})}})
         step = seed.checkpoint / "step-00000003"
         step.mkdir(parents=True, exist_ok=True)
         (seed.checkpoint / "step-00000001").mkdir(exist_ok=True)  # an earlier checkpoint: retention's to remove
@@ -85,7 +87,7 @@ def add_run(root: Path, run_id: str, verdict: str, value: float | None, seeds: i
         status = "completed" if value is not None else "failed"
         fsio.atomic_write_json(seed.summary, {
             "status": status, "metric": {"name": "val_accuracy", "value": seed_value, "goal": "maximize"},
-            "checkpoint": str(step.relative_to(root)), "train_seconds": 1.0, "wall_seconds": 1.5})
+            "checkpoint": str(step.relative_to(root)), "train_seconds": 1.0, "wall_seconds": 1.5, "nonce": nonce})
         (seed.dir / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
     mean = None if value is None else sum(values) / len(values)
     fsio.atomic_write_json(run.verdict, {"run_id": run_id, "verdict": verdict, "reason": f"made up: {verdict}"})

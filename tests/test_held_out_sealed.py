@@ -72,7 +72,7 @@ def sealed(tmp_path):
     champion.settle(load_study(root))
     run = add_run(root, "00003", "unused", 0.83, seeds=1, journal=False)
     run.verdict.unlink()
-    fsio.atomic_write_json(run.config, {"run_id": "00003", "hparams": {"quality": 0.75},
+    fsio.atomic_write_json(run.config, {**fsio.read_json(run.config), "hparams": {"quality": 0.75},
                                         "overrides": {"quality": 0.75}})
     values = [t["metric"]["value"] for t in store.held_out_scores(load_study(root).models).values()]
     assert len(values) == 2 and all(v is not None for v in values)

@@ -19,7 +19,7 @@ from lm_helpers import HP, make_lm_project, write_config, write_jsonl
 from ops_study import entry
 from registry_study import tree_digest
 
-from autopilot import fsio
+from autopilot import fsio, guard
 from autopilot.cli import main
 from autopilot.paths import Project
 from autopilot.registry import champion, store
@@ -318,11 +318,9 @@ def test_the_digits_champion_answers_predict(tmp_path):
     root = make_project(tmp_path / "project")
     study = load(root)
     run = study.paths.run("00001")
-    config = {"run_id": "00001", "study": "digits_cnn", "task": "cnn_digits", "seed": 3, "seed_index": 0,
-              "hparams": {**study.config["baseline"], "epochs": 3}, "overrides": {},
-              "metric": study.config["metric"], "max_seconds": 300, "data": {"split_seed": 0}, "init_model": None,
-              "paths": {"run_dir": "runs/digits_cnn/00001", "control_dir": "control",
-                        "status_file": "status/status.json"}}
+    config = guard.config_document("00001", "digits_cnn", "cnn_digits", seed=3, max_seconds=300,
+                                   hparams={**study.config["baseline"], "epochs": 3}, metric=study.config["metric"],
+                                   data={"split_seed": 0})
     fsio.atomic_write_json(run.config, config)
     summary = cnn_digits.train(TrainerRun(config, root=root)) or fsio.read_json(run.summary)
     journal_run(root, "digits_cnn", "00001", "baseline", summary)
