@@ -28,7 +28,7 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 VERSION = PYPROJECT["project"]["version"]
 CONTROLLER_IMAGE = f"images/autopilot-controller-{VERSION}.sif"
 TRAINER_IMAGE = f"images/autopilot-trainer-{VERSION}.sif"
-CONDA_NAMES = {"pytorch": "torch"}  # conda-forge name -> PyPI name, where they differ
+CONDA_NAMES = {"pytorch": "torch", "python-fastjsonschema": "fastjsonschema"}  # conda-forge -> PyPI, where they differ
 # What each environment leaves out of the package's dependencies, and why (the end-to-end test below proves the
 # rules' commands run without them): snakemake runs the workflow, no rule's command imports it; the short steps
 # never train.
