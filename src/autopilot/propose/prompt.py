@@ -47,6 +47,26 @@ def mentor_prompt(ctx: Context, proposal: dict, optimizer: str = "") -> str:
     return fit(ctx, "mentor", {"optimizer": optimizer, "proposal": quoted(json.dumps(answer, indent=2))})
 
 
+def coder_prompt(ctx: Context, files: str, rules: str, feedback: str, agent: bool) -> str:
+    """The coder's prompt (code mode): the study, the allow-listed files as they are, the rules a patch must keep,
+    and what went wrong with its previous attempt; an agent CLI is told to edit the files in its folder instead."""
+    how = AGENT_ANSWER if agent else DIFF_ANSWER
+    return fit(ctx, "coder", {"optimizer": "", "files": files, "rules": rules, "answer": how,
+                              "feedback": feedback or "This is your first attempt for this run."})
+
+
+DIFF_ANSWER = ("""Answer with one JSON object and nothing else:
+
+{"diff": "<a unified diff: --- a/<path> and +++ b/<path> headers, @@ hunks, paths as listed above>", """
+               """"rationale": "why this change, in light of the runs above", "hypothesis": "what the metric should """
+               """show if it works"}""")
+AGENT_ANSWER = ("""Edit the files in your current folder directly (only those listed above). When you are done, print
+one JSON object as the last thing you write:
+
+{"rationale": "why this change, in light of the runs above",
+ "hypothesis": "what the metric should show if it works"}""")
+
+
 def fit(ctx: Context, role: str, extra: dict) -> str:
     cfg = ctx.study.settings.llm
     template = load_template(ctx, role)
@@ -60,7 +80,7 @@ def fit(ctx: Context, role: str, extra: dict) -> str:
 
 
 def load_template(ctx: Context, role: str) -> string.Template:
-    own = (ctx.study.settings.llm if role == "worker" else ctx.study.settings.mentor).template
+    own = {"worker": ctx.study.settings.llm.template, "mentor": ctx.study.settings.mentor.template}.get(role)
     if own is None:
         return string.Template((resources.files("autopilot") / "templates" / f"{role}.md").read_text("utf-8"))
     path = ctx.study.project.root / own
