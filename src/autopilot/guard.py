@@ -246,17 +246,29 @@ def guard_run(study: Study, run_id: str) -> dict:
     if proposal.get("run_id") != run_id:
         found.append(violation("run_id", proposal.get("run_id"), "identity",
                                f"proposal is for another run than {run_id}"))
+    code, checked = None, []
+    if study.settings.code_mode.enabled and not found:  # the code it names, verified against git itself
+        from autopilot.code import runs as code_runs
+
+        problems, code = code_runs.verify(study, proposal)
+        found += problems
+        checked = ["code:commit", "code:diff_guard", "code:checks_passed", "code:approval"]
+    elif proposal.get("code") is not None:
+        found.append(violation("code", None, "code", "the proposal names code, but code_mode is not enabled"))
     if found:
         raise GuardRejected(
             f"{run.proposal}: rejected by the guard: " + "; ".join(v["message"] for v in found), found
         )
     config = build_config(study, proposal)
+    if code is not None:
+        config["code"] = code
     schemas.validate(config, "config_json", what="config.json")
     decision = {
         "run_id": run_id,
         "decision": "accepted",
         "policy": proposal["policy"],
-        "checked": ["schema:proposal", "whitelist", "type", "range", "quality_gate", "budget", "kill_switch"],
+        "checked": ["schema:proposal", "whitelist", "type", "range", "quality_gate", "budget", "kill_switch",
+                    *checked],
         "violations": [],
         "rejected_first": proposal["fallback_from"],
         "budget": holds.budget_state(study, history),

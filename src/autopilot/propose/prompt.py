@@ -38,8 +38,20 @@ def shrink_steps(recent: int) -> list[tuple[int | None, int]]:
     return [(None, NOTES_CHARS), (recent, NOTES_CHARS), (recent, 800), (few, 800), (few, 200)]
 
 
-def worker_prompt(ctx: Context, optimizer: str = "") -> str:
-    return fit(ctx, "worker", {"optimizer": optimizer})
+def worker_prompt(ctx: Context, optimizer: str = "", feedback: str = "") -> str:
+    """The worker's prompt; `feedback` (the guard's reasons for its previous answer) goes before its answer section,
+    or at the end of a study's own template that has no $feedback."""
+    section = REJECTED.format(feedback=feedback) if feedback else ""
+    text = fit(ctx, "worker", {"optimizer": optimizer, "feedback": section})
+    return text if not section or section in text else text + "\n" + section
+
+
+REJECTED = """
+## Your previous answer for this run was rejected
+The guard rejected it for these reasons (fix each one; values must lie in the allowed ranges above):
+
+{feedback}
+"""
 
 
 def mentor_prompt(ctx: Context, proposal: dict, optimizer: str = "") -> str:
