@@ -72,3 +72,4 @@ from autopilot.cli import ops  # noqa: E402,F401  (registers init, status, watch
 from autopilot.cli import llm  # noqa: E402,F401  (registers llm serve-local)
 from autopilot.cli import export  # noqa: E402,F401  (registers export mlflow, export optuna)
 from autopilot.cli import config  # noqa: E402,F401  (registers config check and config docs)
+from autopilot.cli import code  # noqa: E402,F401  (registers code log|show|revert, approve, reject)
