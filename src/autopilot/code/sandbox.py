@@ -50,7 +50,10 @@ PROBE_SECONDS = 10.0
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 # Runs as the first process of the new namespaces: the mounts, then the program with every capability dropped.
-JAIL_HEAD = "set -e\n"
+# The working directory is entered again after the mounts: until then it still refers to the folder on the old,
+# writable mount, through which relative paths would reach what the new mounts hide.
+JAIL_HEAD = 'set -e\nhere="$(pwd)"\ncd /\n'
+JAIL_TAIL = 'cd "$here"\nexec "$@"\n'
 
 
 @dataclass(frozen=True)
@@ -303,7 +306,7 @@ def jail_script(policy: Policy) -> tuple[str, list[str]]:
         else:
             continue
         hidden.append(str(s))
-    return "\n".join(lines) + '\nexec "$@"\n', hidden
+    return "\n".join(lines) + "\n" + JAIL_TAIL, hidden
 
 
 def prepare(argv: list[str], policy: Policy, purpose: str) -> Launch:
