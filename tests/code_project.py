@@ -59,11 +59,13 @@ def load_study(root: Path, **overrides) -> Study:
     return Study.load(Project(root), root / "config" / "config.yaml", overrides or None)
 
 
-def edit_patch(root: Path, path: str, old: str, new: str) -> str:
-    """A unified diff that replaces `old` by `new` in the project file `path` (as an LLM would write it)."""
-    text = (root / path).read_text()
-    assert old in text, f"{old!r} is not in {path}"
-    changed = text.replace(old, new, 1)
+def edit_patch(root: Path, path: str, *pairs: str) -> str:
+    """A unified diff that replaces each `old` by its `new` (pairs: old, new, old, new...) in the project file `path`,
+    as an LLM would write it."""
+    text = changed = (root / path).read_text()
+    for old, new in zip(pairs[::2], pairs[1::2], strict=True):
+        assert old in changed, f"{old!r} is not in {path}"
+        changed = changed.replace(old, new, 1)
     return "".join(difflib.unified_diff(text.splitlines(True), changed.splitlines(True), f"a/{path}", f"b/{path}"))
 
 

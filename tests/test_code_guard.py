@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from autopilot.code import diffguard, patch
+from autopilot.code.globs import matches
 from autopilot.code.repo import CodeRepo
 from autopilot.errors import PatchError
 
@@ -51,10 +52,10 @@ def rules_of(violations: list[dict]) -> set[str]:
 
 
 def test_globs_cross_folders_only_with_two_stars():
-    assert diffguard.matches("model/a/b.py", ["model/**"]) and diffguard.matches("model/b.py", ["model/*.py"])
-    assert not diffguard.matches("model/a/b.py", ["model/*.py"]) and not diffguard.matches("train.pyc", ["train.py"])
-    assert diffguard.matches("src/x/train.py", ["**/train.py"]) and diffguard.matches("train.py", ["**/train.py"])
-    assert diffguard.matches("data/holdout/val.npz", ["data/holdout"])  # a folder covers what is inside it
+    assert matches("model/a/b.py", ["model/**"]) and matches("model/b.py", ["model/*.py"])
+    assert not matches("model/a/b.py", ["model/*.py"]) and not matches("train.pyc", ["train.py"])
+    assert matches("src/x/train.py", ["**/train.py"]) and matches("train.py", ["**/train.py"])
+    assert matches("data/holdout/val.npz", ["data/holdout"])  # a folder covers what is inside it
 
 
 def test_an_allowed_edit_passes_with_git_own_line_counts(repo):

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from autopilot import fsio, guard
 from autopilot.clock import now_iso
 from autopilot.code import approval, checks, diffguard, history, patch
+from autopilot.code.globs import matches
 from autopilot.code.repo import CodeRepo, open_repo
 from autopilot.errors import PatchError
 from autopilot.propose import prompt
@@ -275,7 +276,7 @@ def files_text(repo: CodeRepo, worktree, study) -> str:
     shown = []
     for path in sorted(p for p in listed if p):
         rel = repo.to_project(path)
-        if rel is None or not diffguard.matches(rel, rules):
+        if rel is None or not matches(rel, rules):
             continue
         text = (worktree / path).read_text(encoding="utf-8", errors="replace")
         cut = "" if len(text) <= FILE_CHARS else f"\n... ({len(text) - FILE_CHARS} more characters not shown)"

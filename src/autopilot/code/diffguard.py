@@ -16,11 +16,11 @@ Usage:
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from autopilot.code.globs import matches
 from autopilot.code.patch import SUBMODULE, SYMLINK, FileChange, changed_lines
 from autopilot.study import Study
 
@@ -30,36 +30,6 @@ MANIFESTS = re.compile(r"^(pyproject\.toml|setup\.py|setup\.cfg|requirements[^/]
                        r"Gemfile(\.lock)?|MANIFEST\.in|tox\.ini|noxfile\.py|Dockerfile[^/]*)$")
 WORKFLOW = ("Snakefile", "rules/**", "schemas/**", "config/**", "profiles/**", "**/*.smk")
 REGULAR_MODES = {"100644", "000000"}  # a plain file, or none (added / deleted)
-
-
-@functools.cache
-def glob_regex(pattern: str) -> re.Pattern:
-    """A path glob as a regex: `**` crosses folders, `*` and `?` stay inside one, `[...]` is a class."""
-    out, i = "", 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out, i = out + "(?:.*/)?", i + 3
-        elif pattern.startswith("**", i):
-            out, i = out + ".*", i + 2
-        elif pattern[i] == "*":
-            out, i = out + "[^/]*", i + 1
-        elif pattern[i] == "?":
-            out, i = out + "[^/]", i + 1
-        elif pattern[i] == "[" and "]" in pattern[i + 1:]:
-            end = pattern.index("]", i + 1)
-            out, i = out + "[" + pattern[i + 1:end].replace("!", "^", 1) + "]", end + 1
-        else:
-            out, i = out + re.escape(pattern[i]), i + 1
-    return re.compile(out + r"\Z")
-
-
-def matches(path: str, patterns) -> str | None:
-    """The first glob that matches `path` (or a folder above it), or None."""
-    for pattern in patterns:
-        p = pattern.strip("/").removeprefix("./")
-        if glob_regex(p).match(path) or path.startswith(p + "/"):
-            return pattern
-    return None
 
 
 @dataclass(frozen=True)

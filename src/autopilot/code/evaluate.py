@@ -25,6 +25,7 @@ from pathlib import Path
 
 from autopilot import fsio, schemas
 from autopilot.code import checkout, diffguard, sandbox
+from autopilot.code.globs import matches
 from autopilot.code.repo import CodeRepo, open_repo
 from autopilot.errors import AutopilotError
 from autopilot.paths import RunPaths
@@ -51,7 +52,7 @@ def code_hash(repo: CodeRepo, commit: str, files: tuple[str, ...]) -> tuple[str,
     for line in listing:
         meta, path = line.split("\t", 1)
         rel = repo.to_project(path)
-        if rel is not None and diffguard.matches(rel, files):
+        if rel is not None and matches(rel, files):
             blobs[rel] = meta.split()[2]
     text = "\n".join(f"{p} {b}" for p, b in sorted(blobs.items()))
     return hashlib.sha256(text.encode()).hexdigest(), sorted(blobs)

@@ -2,9 +2,10 @@
 
 A project that is a git checkout keeps the study's code line in its own repository (branch autopilot/<study>;
 `git merge autopilot/<study>` takes it over). A project that is not gets runs/<study>/code.git, a repository of its
-own made from a snapshot of the project's files (not runs/, queue/, inbox/, caches, the sealed paths, nor files over
-SNAPSHOT_MAX_BYTES). Either way each code run checks out a worktree (`git worktree add --detach`), so the user's
-checkout, index and HEAD are never touched, and every commit is made with plumbing (write-tree, commit-tree).
+own made from a snapshot of the project's files (not runs/, queue/, inbox/, caches, the sealed and protected paths
+(data), nor files over SNAPSHOT_MAX_BYTES). Either way each code run checks out a worktree (`git worktree add
+--detach`), so the user's checkout, index and HEAD are never touched, and every commit is made with plumbing
+(write-tree, commit-tree).
 
 Paths in diffs are the repository's; `prefix` is where the project root lies inside it ("" at the top).
 
@@ -23,6 +24,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from autopilot.code.globs import matches
 from autopilot.errors import CodeError
 from autopilot.study import Study
 
@@ -113,8 +115,8 @@ def snapshot_repo(study: Study) -> CodeRepo:
     git_dir.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch=main", str(git_dir)], check=True,
                    capture_output=True, timeout=GIT_SECONDS)
-    sealed = {(study.project.root / s).resolve() for s in study.settings.code_mode.sealed}
-    files = snapshot_files(study.project.root, sealed)
+    code = study.settings.code_mode
+    files = [f for f in snapshot_files(study.project.root) if not matches(f, (*code.sealed, *code.protected))]
     index = git_dir / "snapshot.index"
     env = {"GIT_INDEX_FILE": str(index), "GIT_WORK_TREE": str(study.project.root)}
     try:
@@ -129,16 +131,16 @@ def snapshot_repo(study: Study) -> CodeRepo:
     return repo
 
 
-def snapshot_files(root: Path, sealed: set[Path]) -> list[str]:
-    """The project's code files (relative paths, sorted) for a snapshot repository."""
+def snapshot_files(root: Path) -> list[str]:
+    """The project's files for a snapshot repository (relative paths, sorted): not its runtime folders and caches,
+    no symlinks, no file over SNAPSHOT_MAX_BYTES."""
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if d not in SNAPSHOT_SKIP and (here / d).resolve() not in sealed
-                             and not d.endswith(".egg-info"))
+        dirnames[:] = sorted(d for d in dirnames if d not in SNAPSHOT_SKIP and not d.endswith(".egg-info"))
         for name in sorted(filenames):
             path = here / name
-            if path.is_symlink() or path.resolve() in sealed or path.suffix in (".pyc", ".pyo"):
+            if path.is_symlink() or path.suffix in (".pyc", ".pyo"):
                 continue
             if path.stat().st_size <= SNAPSHOT_MAX_BYTES:
                 out.append(path.relative_to(root).as_posix())
