@@ -19,7 +19,7 @@ LAYERS = [
     ("study", ["autopilot.study", "autopilot.ledger"]),
     ("holds", ["autopilot.holds"]),
     ("stages", ["autopilot.ingest", "autopilot.guard", "autopilot.propose", "autopilot.train", "autopilot.judge",
-                "autopilot.journal", "autopilot.warm.trainers", "autopilot.warm.fork"]),
+                "autopilot.journal", "autopilot.code", "autopilot.warm.trainers", "autopilot.warm.fork"]),
     ("operations", ["autopilot.ops"]),
     ("commands", ["autopilot.cli"]),
     ("entry", ["autopilot.console", "autopilot.__main__", "autopilot.warm", "autopilot.workflow"]),

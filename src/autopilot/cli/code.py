@@ -30,7 +30,7 @@ def code() -> None:
 @domain_errors
 def log_cmd(project: Project, study_name: str | None, as_json: bool) -> None:
     """List every patch attempt (run, attempt, outcome, commit, lines, verdict) and the code line's moves."""
-    from autopilot.code.review import attempt_log, line_events
+    from autopilot.ops.code_review import attempt_log, line_events
 
     study = resolve_study(project, study_name)
     rows, events = attempt_log(study), line_events(study)
@@ -60,7 +60,7 @@ def log_cmd(project: Project, study_name: str | None, as_json: bool) -> None:
 @domain_errors
 def show(project: Project, study_name: str | None, run_id: str) -> None:
     """Show a run's patch: its attempts, flags, rationale, hypothesis, verdict and diff."""
-    from autopilot.code.review import show_run
+    from autopilot.ops.code_review import show_run
 
     click.echo(show_run(resolve_study(project, study_name), run_id), nl=False)
 
@@ -75,7 +75,7 @@ def revert(project: Project, study_name: str | None, run_id: str) -> None:
 
     The lab journal notes it. The runs already finished are not touched.
     """
-    from autopilot.code.review import revert_run
+    from autopilot.ops.code_review import revert_run
 
     tip = revert_run(resolve_study(project, study_name), run_id)
     click.echo(f"run {run_id}'s patch reverted: the code line is now {tip[:12]}")

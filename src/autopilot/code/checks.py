@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,6 @@ from autopilot import fsio
 from autopilot.code import checkout, sandbox
 from autopilot.paths import RunPaths
 from autopilot.study import Study
-from autopilot.train import adapter
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,10 @@ def check_policy(study: Study, folder: Path, tree: Path) -> sandbox.Policy:
                           strict=code.strict_sandbox)
 
 
-def run_checks(study: Study, run: RunPaths, k: int, tree: Path, config: dict, changed: list[str]) -> CheckResult:
-    """Compile, tests, smoke run of attempt `k`'s tree; stops at the first failure."""
+def run_checks(study: Study, run: RunPaths, k: int, tree: Path, config: dict, changed: list[str],
+               trainer_argv: Callable[[str, str], list[str]]) -> CheckResult:
+    """Compile, tests, smoke run of attempt `k`'s tree; stops at the first failure. `trainer_argv(config_path,
+    run_dir)` is the study's trainer command (autopilot.train.adapter.trainer_argv)."""
     result = CheckResult()
     errors = compile_errors(tree, changed)
     if errors:
@@ -87,7 +89,7 @@ def run_checks(study: Study, run: RunPaths, k: int, tree: Path, config: dict, ch
             return result.fail("tests", f"$ {' '.join(code.test_command)}  (exit {out.returncode})\n{out.output}",
                                out.seconds)
         result.checks.append({"name": "tests", "ok": True, "seconds": out.seconds, "detail": "exit 0"})
-    return smoke_run(study, folder / "smoke", tree, config, result)
+    return smoke_run(study, folder / "smoke", tree, config, result, trainer_argv)
 
 
 def smoke_config(study: Study, config: dict, smoke: RunPaths) -> dict:
@@ -99,12 +101,13 @@ def smoke_config(study: Study, config: dict, smoke: RunPaths) -> dict:
             "paths": {**config["paths"], "run_dir": rel, "status_file": f"{rel}/status.json"}}
 
 
-def smoke_run(study: Study, folder: Path, tree: Path, config: dict, result: CheckResult) -> CheckResult:
+def smoke_run(study: Study, folder: Path, tree: Path, config: dict, result: CheckResult,
+              trainer_argv: Callable[[str, str], list[str]]) -> CheckResult:
     smoke = RunPaths(folder)
     fsio.atomic_write_json(smoke.config, smoke_config(study, config, smoke))
     root = study.project.root
-    argv = checkout.in_checkout(adapter.trainer_argv(study.settings.trainer, config, str(smoke.config.relative_to(
-        root)), str(smoke.dir.relative_to(root))), tree, root)
+    argv = checkout.in_checkout(trainer_argv(str(smoke.config.relative_to(root)), str(smoke.dir.relative_to(root))),
+                                tree, root)
     limit = study.settings.code_mode.check_seconds
     out = sandbox.run(argv, check_policy(study, folder, tree), "smoke run", root, limit, smoke.train_log)
     result.sandbox["smoke"] = out.report

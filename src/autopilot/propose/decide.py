@@ -170,9 +170,9 @@ def decide(study: Study, run_id: str, history: list[dict], audit: Audit,
     policy = first_policy(ctx)
     line, repairs, rejected = None, [], None
     if policy.startswith("code:"):
-        from autopilot.code import attempts
+        from autopilot.propose import patches
 
-        outcome = attempts.propose_patch(ctx, audit)
+        outcome = patches.propose_patch(ctx, audit)
         proposal, violations, rejected, line = outcome.proposal, outcome.violations, outcome.rejected, outcome.line
     else:
         if study.settings.code_mode.enabled:  # config runs train the code line as it is; TPE sees only its runs
@@ -237,11 +237,12 @@ def code_line_context(ctx: Context, line: dict | None = None) -> tuple[dict, Con
     """The code line (proposal.code of a run that trains it unpatched) and the context of a config proposal on it:
     the history of the runs that trained the same code version (the same tree), the best run always kept."""
     if line is None:
-        from autopilot.code import attempts, history
+        from autopilot.code import history
         from autopilot.code.repo import open_repo
+        from autopilot.propose import patches
 
         repo = open_repo(ctx.study)
-        line = attempts.line_record(repo, history.line_tip(repo, ctx.study))
+        line = patches.line_record(repo, history.line_tip(repo, ctx.study))
     same = [e for e in ctx.history if (e.get("code") or {}).get("tree") == line["tree"]]
     plain = {k: v for k, v in line.items()}
     plain.update(commit=line["base_commit"], tree=line["base_tree"], patched=False, diff="", diff_lines=0, files=[],

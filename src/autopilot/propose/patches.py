@@ -11,6 +11,9 @@ branch autopilot/<study> whatever happens next, so every attempt is kept. Then:
 An approved patch waiting in pending/ is taken first by the next code run (no LLM asked): applied to the code line as
 it is then and checked again.
 
+The loop lives here, with the proposing; what it uses (worktrees, the diff guard, checks, history, approval) is
+autopilot.code.
+
 Usage:
     outcome = propose_patch(ctx, audit)    # Outcome(proposal or None, violations, rejected, line)
 """
@@ -32,6 +35,7 @@ from autopilot.propose.llm import LLMFailure
 from autopilot.propose.llm.audit import Audit
 from autopilot.propose.policies import Context
 from autopilot.propose.policies import code as coder
+from autopilot.train import adapter
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +184,13 @@ def judge_attempt(ctx: Context, repo: CodeRepo, line: dict, k: int, worktree, tr
         outcome, reason = "rejected", "; ".join(v["message"] for v in quality)
     result = None
     if outcome == "accepted":
-        result = checks.run_checks(study, ctx.study.paths.run(ctx.run_id), k, tree,
-                                   guard.build_config(study, proposal), code["files"])
+        config = guard.build_config(study, proposal)
+
+        def trainer_argv(config_path: str, run_dir: str) -> list[str]:
+            return adapter.trainer_argv(study.settings.trainer, config, config_path, run_dir)
+
+        result = checks.run_checks(study, ctx.study.paths.run(ctx.run_id), k, tree, config, code["files"],
+                                   trainer_argv)
         record_sandbox(ctx, k, result.sandbox)
         if not result.ok:
             outcome, reason = "checks_failed", f"the {result.failed} check failed: {result.tail[-1500:]}"
