@@ -22,6 +22,7 @@ Usage:
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from functools import partial
 
@@ -216,12 +217,29 @@ def ask_with_repairs(ctx: Context, policy: str, audit: Audit) -> tuple[dict | No
             break
         repairs.append({"attempt": k, "overrides": None if proposal is None else proposal["overrides"],
                         "violations": violations})
-        feedback = "\n".join(f"- {v['message']}" for v in violations)
+        feedback = repair_feedback(ctx, proposal, violations)
         log.info("run %s: the worker's answer %d was rejected (%s); asking again", ctx.run_id, k, feedback)
     if not violations and mentor.is_llm_policy(policy) and mentor.trigger(ctx):
         proposal = mentor.review(ctx, proposal, audit)
         violations = duplicates(ctx, proposal)
     return proposal, violations, repairs
+
+
+def repair_feedback(ctx: Context, proposal: dict | None, violations: list[dict]) -> str:
+    """What the worker is told about its rejected answer: each reason, with the nearest allowed value of a number out
+    of its range, and the overrides it proposed."""
+    lines = []
+    for v in violations:
+        space = ctx.study.search_space.get(v["key"])
+        hint = ""
+        if v["rule"] == "range" and space and isinstance(v["value"], (int, float)):
+            nearest = min(max(v["value"], space["low"]), space["high"])
+            hint = f" (the nearest allowed value is {nearest})"
+        lines.append(f"- {v['message']}{hint}")
+    if proposal is not None:
+        lines.append(f"- you proposed the overrides {json.dumps(proposal['overrides'])}: propose values that keep "
+                     "every rule above")
+    return "\n".join(lines)
 
 
 REPAIRABLE = {"whitelist", "type", "range", "choices", "step", "quality", "duplicate", "schema", "invalid_json",
