@@ -93,6 +93,9 @@ def test_a_good_patch_is_applied_trained_judged_and_becomes_the_code_line(root):
     assert entry["verdict"] == "improved", entry
     assert "welch" in read(root, "00002", "verdict.json")["interval"]["method"]
     assert not run.joinpath("code", "tree").exists()  # the checkout went; the commit keeps the code
+    sandboxes = read(root, "00002", "sandbox.json")  # each process of the run in the sandbox (never the warm pool)
+    assert {"attempt-1/smoke", "trainer/seed-0", "trainer/seed-1"} <= set(sandboxes)
+    assert sandboxes["trainer/seed-0"]["purpose"] == "trainer"
     # the code line is now the patch's tree, and the branch holds the attempt
     assert git(root, "rev-parse", "autopilot/code_digits^{tree}").strip() == code["tree"]
     assert code["commit"] in git(root, "log", "--format=%H", "autopilot/code_digits")
@@ -235,6 +238,18 @@ def test_the_repair_loop_fixes_a_syntax_error_and_the_guard_checks_the_diff(root
 
     with pytest.raises(GuardRejected, match="not the diff between its base and its commit"):
         guard_run(study, "00002")
+    shown = CliRunner().invoke(main, ["--root", str(root), "code", "show", "00002", "--study", "code_digits"])
+    assert shown.exit_code == 0 and "attempt 1: checks_failed" in shown.output and "SyntaxError" in shown.output
+
+
+def test_a_dry_run_of_a_code_run_shows_the_coders_prompt_and_writes_nothing(root):
+    tip = git(root, "rev-parse", "autopilot/code_digits")
+    result = CliRunner().invoke(main, ["--root", str(root), "propose", "--dry-run", "--study", "code_digits"])
+    assert result.exit_code == 0, result.output
+    assert "===== coder-1 prompt =====" in result.output and "## The files you may change" in result.output
+    assert "### examples/code_mode/train.py" in result.output and '"rule": "dry_run"' in result.output
+    assert not (root / "runs" / "code_digits" / "00002").exists()
+    assert git(root, "rev-parse", "autopilot/code_digits") == tip
 
 
 def test_approval_parks_the_patch_while_config_runs_go_on(root):

@@ -40,11 +40,14 @@ def _lock(study: Study) -> FileLock:
     return FileLock(str(study.paths.code_lock))
 
 
-def line_tip(repo: CodeRepo, study: Study) -> str:
-    """The code line's commit; the branch is made on first use from the project's HEAD (or its snapshot)."""
+def line_tip(repo: CodeRepo, study: Study, create: bool = True) -> str:
+    """The code line's commit; the branch is made on first use from the project's HEAD (or its snapshot), unless
+    `create` is false (a dry run): then the commit it would start from."""
     ref = branch(study)
     if repo.exists(ref):
         return repo.resolve(ref)
+    if not create:
+        return repo.resolve("refs/heads/main" if repo.own else "HEAD")
     with _lock(study):
         if not repo.exists(ref):
             start = repo.resolve("refs/heads/main" if repo.own else "HEAD")

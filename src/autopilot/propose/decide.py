@@ -177,7 +177,7 @@ def decide(study: Study, run_id: str, history: list[dict], audit: Audit,
         proposal, violations, rejected, line = outcome.proposal, outcome.violations, outcome.rejected, outcome.line
     else:
         if study.settings.code_mode.enabled:  # config runs train the code line as it is; TPE sees only its runs
-            line, ctx = code_line_context(ctx)
+            line, ctx = code_line_context(ctx, create=audit.folder is not None)
         proposal, violations, repairs = ask_with_repairs(ctx, policy, audit)
     if violations:
         reason = "; ".join(v["message"] for v in violations)
@@ -251,16 +251,17 @@ def repairable(violations: list[dict]) -> bool:
     return all(v["rule"] in REPAIRABLE for v in violations)
 
 
-def code_line_context(ctx: Context, line: dict | None = None) -> tuple[dict, Context]:
+def code_line_context(ctx: Context, line: dict | None = None, create: bool = True) -> tuple[dict, Context]:
     """The code line (proposal.code of a run that trains it unpatched) and the context of a config proposal on it:
-    the history of the runs that trained the same code version (the same tree), the best run always kept."""
+    the history of the runs that trained the same code version (the same tree), the best run always kept. `create`
+    false (a dry run): the branch is not made if it does not exist yet."""
     if line is None:
         from autopilot.code import history
         from autopilot.code.repo import open_repo
         from autopilot.propose import patches
 
         repo = open_repo(ctx.study)
-        line = patches.line_record(repo, history.line_tip(repo, ctx.study))
+        line = patches.line_record(repo, history.line_tip(repo, ctx.study, create))
     same = [e for e in ctx.history if (e.get("code") or {}).get("tree") == line["tree"]]
     plain = {k: v for k, v in line.items()}
     plain.update(commit=line["base_commit"], tree=line["base_tree"], patched=False, diff="", diff_lines=0, files=[],

@@ -71,6 +71,8 @@ def line_record(repo: CodeRepo, base: str) -> dict:
 def propose_patch(ctx: Context, audit: Audit) -> Outcome:
     study = ctx.study
     repo = open_repo(study)
+    if audit.folder is None:
+        return preview(ctx, repo, audit)
     base = history.line_tip(repo, study)
     line = line_record(repo, base)
     approved = approval.next_approved(study)
@@ -86,6 +88,20 @@ def propose_patch(ctx: Context, audit: Audit) -> Outcome:
             break
         feedback = step.feedback
     return finish(ctx, line, attempts, step)
+
+
+def preview(ctx: Context, repo: CodeRepo, audit: Audit) -> Outcome:
+    """A dry run (propose --dry-run): the coder's prompt, nothing asked, applied, committed or checked; the config
+    proposal that stands in for the patch is what the dry run shows."""
+    study = ctx.study
+    line = line_record(repo, history.line_tip(repo, study, create=False))
+    text = prompt.coder_prompt(ctx, files_text(repo, line["base_commit"], study), rules_text(study), "",
+                               agent=study.settings.llm.backend == "command")
+    audit.record("coder-1", text, "(not asked in a dry run: a patch is applied, committed and checked, which a dry "
+                                  "run does not do)", {"status": "skipped", "latency_seconds": None})
+    why = guard.violation("(code)", None, "dry_run", "a dry run shows the coder's prompt only; the config proposal "
+                                                     "below stands in for the patch")
+    return Outcome(None, [why], None, line)
 
 
 def finish(ctx: Context, line: dict, attempts: list[dict], step: Step) -> Outcome:
@@ -119,7 +135,7 @@ def one_attempt(ctx: Context, repo: CodeRepo, line: dict, k: int, feedback: str,
     worktree = folder / "tree"
     tree = repo.add_worktree(worktree, line["base_commit"])
     try:
-        text = prompt.coder_prompt(ctx, files_text(repo, worktree, study), rules_text(study), feedback,
+        text = prompt.coder_prompt(ctx, files_text(repo, line["base_commit"], study), rules_text(study), feedback,
                                    agent=study.settings.llm.backend == "command")
         try:
             answer = ask(ctx, text, tree, worktree, folder, audit, f"coder-{k}")
@@ -278,16 +294,16 @@ def fenced(text: str) -> str:
     return f"{fence}\n{text.rstrip()}\n{fence}"
 
 
-def files_text(repo: CodeRepo, worktree, study) -> str:
-    """The allow-listed files of the worktree, each in a fenced block (long ones cut, and said so)."""
-    listed = repo.git("ls-files", "-z", cwd=worktree).split("\0")
+def files_text(repo: CodeRepo, commit: str, study) -> str:
+    """The allow-listed files at `commit` (read from git), each in a fenced block (long ones cut, and said so)."""
+    listed = repo.git("ls-tree", "-r", "-z", "--name-only", "--full-tree", commit).split("\0")
     rules = study.settings.code_mode.files
     shown = []
     for path in sorted(p for p in listed if p):
         rel = repo.to_project(path)
         if rel is None or not matches(rel, rules):
             continue
-        text = (worktree / path).read_text(encoding="utf-8", errors="replace")
+        text = repo.git("show", f"{commit}:{path}")
         cut = "" if len(text) <= FILE_CHARS else f"\n... ({len(text) - FILE_CHARS} more characters not shown)"
         shown.append(f"### {rel}\n{fenced(text[:FILE_CHARS] + cut)}")
     globs = ", ".join(rules)
