@@ -177,6 +177,19 @@ def test_an_endless_loop_is_killed_at_the_check_limit(root):
     assert read(root, "00002", "proposal.json")["policy"] == "tpe"
 
 
+def test_the_studys_own_tests_run_on_the_patched_tree(root):
+    diff = edit_patch(root, TRAIN, "DATA = Path(", "# TODO: BROKEN\nDATA = Path(")
+    tests = ["python", "-c", "import pathlib, sys; text = pathlib.Path('examples/code_mode/train.py').read_text(); "
+                             "sys.exit('test_train: BROKEN found' if 'BROKEN' in text else 0)"]
+    with ScriptedLLM([reply(answer(diff))]) as server:
+        study = study_at(root, server.url, max_attempts=1, test_command=tests)
+        run_loop(study, "00002", upto="propose")
+    attempt = read(root, "00002", "proposal.json")["code"]["attempts"][0]
+    assert attempt["outcome"] == "checks_failed" and "the tests check failed" in attempt["reason"]
+    assert "test_train: BROKEN found" in attempt["reason"]
+    assert (root / "runs" / "code_digits" / "00002" / "code" / "attempt-1" / "tests.log").exists()
+
+
 @pytest.mark.skipif(not CAPS.network_namespace, reason=f"no network namespace here: {CAPS.why_not}")
 def test_a_patch_that_opens_a_socket_fails_without_network(root):
     diff = edit_patch(root, TRAIN, "DATA = Path(", 'import socket\nsocket.create_connection(("192.0.2.1", 443), '
