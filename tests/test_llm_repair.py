@@ -25,7 +25,7 @@ def test_a_rejected_proposal_goes_back_to_the_worker_with_the_guards_reasons(tmp
     assert "previous answer for this run was rejected" not in first
     assert "previous answer for this run was rejected" in second and "0.0005 <= lr <= 0.02` must hold" in second
     assert "(the nearest allowed value is 0.02)" in second and 'you proposed the overrides {"lr": 0.5}' in second
-    assert second.index("was rejected") < second.index("## Your answer")  # before the answer section
+    assert second.index("## Your answer") < second.index("was rejected")  # last: where a small model heeds it
     llm = study.paths.run("00004").llm
     assert fsio.read_json(llm / "worker.meta.json")["status"] == "ok"
     assert (llm / "worker-2.prompt.md").read_text() == second

@@ -39,8 +39,8 @@ def shrink_steps(recent: int) -> list[tuple[int | None, int]]:
 
 
 def worker_prompt(ctx: Context, optimizer: str = "", feedback: str = "") -> str:
-    """The worker's prompt; `feedback` (the guard's reasons for its previous answer) goes before its answer section,
-    or at the end of a study's own template that has no $feedback."""
+    """The worker's prompt; `feedback` (the guard's reasons for its previous answer) comes last, where a small model
+    heeds it most (the package's template ends with $feedback; a study's own template without it gets it appended)."""
     section = REJECTED.format(feedback=feedback) if feedback else ""
     text = fit(ctx, "worker", {"optimizer": optimizer, "feedback": section})
     return text if not section or section in text else text + "\n" + section
@@ -48,7 +48,8 @@ def worker_prompt(ctx: Context, optimizer: str = "", feedback: str = "") -> str:
 
 REJECTED = """
 ## Your previous answer for this run was rejected
-The guard rejected it for these reasons (fix each one; values must lie in the allowed ranges above):
+The guard rejected it for these reasons. Answer again, in the same JSON form, and fix each one (values must lie in
+the allowed ranges of the search space):
 
 {feedback}
 """
