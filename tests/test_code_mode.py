@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from code_project import (
+from code_helpers import (
     EVALUATE,
     MINIBATCH,
     TRAIN,

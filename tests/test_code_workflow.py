@@ -6,8 +6,8 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from code_project import MINIBATCH, TRAIN, answer, code_project, edit_patch
-from conftest import snakemake
+from code_helpers import MINIBATCH, TRAIN, answer, code_project, edit_patch
+from helpers import snakemake
 from llm_server import ScriptedLLM, reply
 
 from autopilot import fsio

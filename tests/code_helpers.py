@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from conftest import REPO, make_project
+from helpers import REPO, make_project
 
 from autopilot.paths import Project
 from autopilot.study import Study
