@@ -215,8 +215,8 @@ def ask_with_repairs(ctx: Context, policy: str, audit: Audit) -> tuple[dict | No
             violations = duplicates(ctx, proposal)
         if not violations or not repairable(violations) or k == tries:
             break
-        repairs.append({"attempt": k, "overrides": None if proposal is None else proposal["overrides"],
-                        "violations": violations})
+        repairs.append(guard.json_safe({"attempt": k, "overrides": None if proposal is None else proposal["overrides"],
+                                        "violations": violations}))  # NaN and endless numbers are kept as text
         feedback = repair_feedback(ctx, proposal, violations)
         log.info("run %s: the worker's answer %d was rejected (%s); asking again", ctx.run_id, k, feedback)
     if not violations and mentor.is_llm_policy(policy) and mentor.trigger(ctx):
