@@ -107,6 +107,7 @@ def test_a_good_patch_is_applied_trained_judged_and_becomes_the_code_line(root):
         assert server.requests == []
     third = read(root, "00003", "proposal.json")
     assert third["policy"] == "tpe" and third["code"]["tree"] == code["tree"] and not third["code"]["patched"]
+    assert "replayed 1 finished run(s)" in third["rationale"]  # TPE models the runs on this code version alone
     assert read(root, "00003", "config.json")["code"]["commit"] == third["code"]["base_commit"]
     cli = CliRunner().invoke(main, ["--root", str(root), "code", "log", "--study", "code_digits"])
     assert cli.exit_code == 0 and "00002/1  accepted" in cli.output and "-> improved" in cli.output

@@ -95,14 +95,20 @@ class CodeRepo:
         return repo_path[len(self.prefix):]
 
 
-def open_repo(study: Study) -> CodeRepo:
-    """The repository of the study's code: the project's checkout, else the study's own snapshot repository."""
+def open_repo(study: Study, create: bool = True) -> CodeRepo | None:
+    """The repository of the study's code: the project's checkout, else the study's own snapshot repository (made
+    now unless `create` is false: then None when there is none yet)."""
     root = study.project.root
-    probe = subprocess.run(["git", "rev-parse", "--show-prefix", "--git-common-dir"], cwd=root, capture_output=True,
-                           text=True, timeout=GIT_SECONDS)
+    try:
+        probe = subprocess.run(["git", "rev-parse", "--show-prefix", "--git-common-dir"], cwd=root,
+                               capture_output=True, text=True, timeout=GIT_SECONDS)
+    except FileNotFoundError:
+        raise CodeError("code mode needs git, which is not installed (e.g. apt-get install git)") from None
     if probe.returncode == 0:
         prefix, common = probe.stdout.splitlines()[:2]
         return CodeRepo((root / common).resolve(), prefix, own=False)
+    if not create and not (study.paths.code_repo / "HEAD").exists():
+        return None
     return snapshot_repo(study)
 
 

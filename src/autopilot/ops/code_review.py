@@ -41,8 +41,8 @@ def attempt_log(study: Study) -> list[dict]:
 
 
 def line_events(study: Study) -> list[dict]:
-    repo = open_repo(study)
-    if not repo.exists(history.branch(study)):
+    repo = open_repo(study, create=False)  # reading makes no repository
+    if repo is None or not repo.exists(history.branch(study)):
         return []
     return history.events(repo, study)
 
