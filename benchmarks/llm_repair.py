@@ -1,6 +1,7 @@
 """How often a local LLM's config proposal passes the guard: at its first answer, and with the repair loop.
 
-    python benchmarks/llm_repair.py [--proposals 6] [--attempts 3]      # needs the llm-local extra
+    python benchmarks/llm_repair.py [--proposals 6] [--attempts 3]   # after ./bin/demo --llm (the llm-local extra)
+    python benchmarks/llm_repair.py --quick                           # 2 proposals, 2 answers each at most
 
 Starts `autopilot llm serve-local` (SmolLM2-135M-Instruct on llama.cpp, 127.0.0.1; or uses AUTOPILOT_LLM_BASE_URL),
 makes a throw-away copy of the default digits study with four finished runs (autopilot.journal.synthetic), and asks
@@ -12,7 +13,6 @@ Prints one line per proposal, the rates, and one JSON object on the last line.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -25,6 +25,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+import click
 import yaml
 
 from autopilot.journal import record, synthetic
@@ -69,18 +70,21 @@ def make_study(root: Path, url: str, attempts: int) -> Study:
     return study
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--proposals", type=int, default=6)
-    parser.add_argument("--attempts", type=int, default=3)
-    args = parser.parse_args()
+@click.command()
+@click.option("--proposals", default=6, show_default=True, help="Proposals asked of the worker.")
+@click.option("--attempts", default=3, show_default=True, help="llm.max_attempts: answers per proposal at most.")
+@click.option("--quick", is_flag=True, help="Smoke run: 2 proposals, 2 answers each at most.")
+def main(proposals: int, attempts: int, quick: bool) -> None:
+    """How often a local LLM's config proposal passes the guard, at its first answer and with the repair loop."""
+    if quick:
+        proposals, attempts = 2, 2
     url, server = start_server()
     outcomes = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            study = make_study(Path(tmp), url, args.attempts)
+            study = make_study(Path(tmp), url, attempts)
             history = record.current_history(study)
-            for i in range(args.proposals):
+            for i in range(proposals):
                 run_id = f"{5 + i:05d}"
                 started = time.monotonic()
                 proposal, _ = decide(study, run_id, history, Audit.for_run(study, run_id))
@@ -99,12 +103,12 @@ def main() -> None:
             server.wait(timeout=30)
     n = len(outcomes)
     rates = {f"pass_at_{k}": sum(o["passed"] and o["answers"] <= k for o in outcomes) / n
-             for k in range(1, args.attempts + 1)}
+             for k in range(1, attempts + 1)}
     reasons = Counter(rule for o in outcomes for rules in o["rejected_for"] for rule in rules)
     print(f"first answer passed the guard: {rates['pass_at_1']:.0%} of {n} (what max_attempts=1 gets); "
-          f"within {args.attempts} answers: {rates[f'pass_at_{args.attempts}']:.0%}")
+          f"within {attempts} answers: {rates[f'pass_at_{attempts}']:.0%}")
     print(json.dumps({"benchmark": "llm_repair", "model": "SmolLM2-135M-Instruct" if server else url,
-                      "proposals": n, "max_attempts": args.attempts, **rates, "rejections_by_rule": dict(reasons),
+                      "proposals": n, "max_attempts": attempts, **rates, "rejections_by_rule": dict(reasons),
                       "outcomes": outcomes}))
 
 
