@@ -123,5 +123,7 @@ def test_an_llm_diff_is_applied_with_sloppy_hunk_counts_and_a_bad_one_says_why(r
     assert (worktree / "model/net.py").read_text() == "W = 3\n"
     with pytest.raises(PatchError, match="does not apply"):
         patch.apply_diff(code, worktree, "--- a/train.py\n+++ b/train.py\n@@ -1 +1 @@\n-no such line\n+x\n")
+    with pytest.raises(PatchError, match="not a unified diff: it needs `--- a/<path>`"):
+        patch.apply_diff(code, worktree, "<a unified diff: --- a/<path> and +++ b/<path> headers, @@ hunks>")
     with pytest.raises(PatchError, match="no unified diff"):
         patch.apply_diff(code, worktree, patch.extract_diff("I would rather not."))

@@ -111,6 +111,7 @@ def test_a_good_patch_is_applied_trained_judged_and_becomes_the_code_line(root):
     assert read(root, "00003", "config.json")["code"]["commit"] == third["code"]["base_commit"]
     cli = CliRunner().invoke(main, ["--root", str(root), "code", "log", "--study", "code_digits"])
     assert cli.exit_code == 0 and "00002/1  accepted" in cli.output and "-> improved" in cli.output
+    assert cli.output.rstrip().endswith("(start) the project")  # the code line down to where it began
     # a rollback takes the patch back from the code line
     cli = CliRunner().invoke(main, ["--root", str(root), "code", "revert", "00002", "--study", "code_digits"])
     assert cli.exit_code == 0, cli.output

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from autopilot.code.repo import CodeRepo
+from autopilot.code.repo import IDENTITY, CodeRepo
 from autopilot.errors import CodeError, PatchError
 from autopilot.study import Study
 
@@ -102,12 +102,16 @@ def revert(repo: CodeRepo, study: Study, commit: str, base: str, message: str) -
 
 
 def events(repo: CodeRepo, study: Study, limit: int = 200) -> list[dict]:
-    """The branch's first-parent line, newest first: commit, tree, time, subject, the attempt it recorded or took."""
+    """The branch's first-parent line, newest first, down to the commit it started from (the last one listed, the
+    first not made by autopilot): commit, tree, time, subject, the attempt it recorded or took."""
     out = []
-    fmt = "%H%x1f%T%x1f%cI%x1f%P%x1f%s"
+    fmt = "%H%x1f%T%x1f%cI%x1f%P%x1f%an%x1f%s"
     for line in repo.git("log", "--first-parent", f"-{limit}", f"--format={fmt}", branch(study)).splitlines():
-        commit, tree, when, parents, subject = line.split("\x1f", 4)
+        commit, tree, when, parents, author, subject = line.split("\x1f", 5)
         parents = parents.split()
-        out.append({"commit": commit, "tree": tree, "time": when, "subject": subject,
+        ours = author == IDENTITY["GIT_AUTHOR_NAME"]
+        out.append({"commit": commit, "tree": tree, "time": when, "subject": subject if ours else f"(start) {subject}",
                     "attempt": parents[1] if len(parents) > 1 else None})
+        if not ours:
+            break
     return out

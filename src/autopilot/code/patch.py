@@ -59,6 +59,10 @@ def apply_diff(repo: CodeRepo, worktree: Path, diff: str) -> None:
     """Apply a unified diff to the worktree; PatchError carries git's message (the worker gets it back)."""
     if not diff.strip():
         raise PatchError("the answer holds no unified diff (```diff ... ``` with ---/+++ headers and @@ hunks)")
+    if not (re.search(r"^--- ", diff, re.MULTILINE) and re.search(r"^\+\+\+ ", diff, re.MULTILINE)
+            and re.search(r"^@@ ", diff, re.MULTILINE)):
+        raise PatchError(f"the diff is not a unified diff: it needs `--- a/<path>` and `+++ b/<path>` lines, each on a "
+                         f"line of its own, and `@@ -l,n +l,n @@` hunks; it starts {diff.strip()[:120]!r}")
     if not diff.endswith("\n"):
         diff += "\n"
     try:

@@ -68,11 +68,21 @@ def coder_prompt(ctx: Context, files: str, rules: str, feedback: str, agent: boo
                               "feedback": feedback or "This is your first attempt for this run."})
 
 
-DIFF_ANSWER = ("""Answer with one JSON object and nothing else:
+CODER_EXAMPLE = {  # the form of an answer, shown to the coder: a real diff inside JSON, from another study
+    "diff": "--- a/model.py\n+++ b/model.py\n@@ -3,3 +3,4 @@ def forward(x):\n     h = layer1(x)\n"
+            "+    h = normalize(h)\n     return layer2(h)\n",
+    "rationale": "Activations grow with depth in runs 00004 and 00006; normalizing the hidden layer should keep the "
+                 "gradients in range.",
+    "hypothesis": "The loss falls faster and val_accuracy rises by a point."}
+DIFF_ANSWER = ("""Answer with one JSON object and nothing else, of this shape:
 
-{"diff": "<a unified diff: --- a/<path> and +++ b/<path> headers, @@ hunks, paths as listed above>", """
-               """"rationale": "why this change, in light of the runs above", "hypothesis": "what the metric should """
-               """show if it works"}""")
+{"diff": "<the unified diff>", "rationale": "why this change, in light of the runs above",
+ "hypothesis": "what the metric should show if it works"}
+
+The diff is a unified diff against the files exactly as shown above, paths relative to the project. An example of
+the form, from another study (its file is not this study's):
+
+""" + json.dumps(CODER_EXAMPLE))
 AGENT_ANSWER = ("""Edit the files in your current folder directly (only those listed above). When you are done, print
 one JSON object as the last thing you write:
 
