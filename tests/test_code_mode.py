@@ -130,7 +130,8 @@ def test_a_patch_touching_the_evaluator_is_rejected_and_a_config_run_proposes(ro
     assert "sealed evaluator" in proposal["fallback_from"]["reason"]
     assert proposal["code"]["patched"] is False and proposal["code"]["attempts"][0]["outcome"] == "rejected"
     rejected = read(root, "00002", "rejected_proposal.json")
-    assert rejected["violations"][0]["rule"] == "protected"
+    assert rejected["violations"][0]["rule"] == "protected" and rejected["policy"] == "code:llm:openai"
+    assert rejected["code"]["diff"].count("correct = np.ones(len(y))") == 1 and rejected["rationale"]
     commit = proposal["code"]["attempts"][0]["commit"]
     assert "correct = np.ones(len(y))" in git(root, "show", commit)  # kept on the branch, never trained
     assert read(root, "00002", "config.json")["code"]["patched"] is False

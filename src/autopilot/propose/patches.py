@@ -59,6 +59,7 @@ class Step:
     violations: list[dict] = field(default_factory=list)
     feedback: str = ""  # for the coder's next attempt; empty: no next attempt
     final: bool = False
+    tried: dict | None = None  # the patch proposal that did not pass (kept as rejected_proposal.json)
 
 
 def line_record(repo: CodeRepo, base: str) -> dict:
@@ -113,8 +114,9 @@ def finish(ctx: Context, line: dict, attempts: list[dict], step: Step) -> Outcom
     reason = f"{len(attempts)} attempt(s) did not pass: {step.record['reason']}"
     violations = step.violations or [guard.violation("(code)", None, "checks", reason)]
     rejected = None
-    if step.record.get("commit"):
-        rejected = {"run_id": ctx.run_id, "code": {**line, "attempts": attempts}, "violations": violations}
+    if step.tried is not None:
+        rejected = guard.json_safe({**step.tried, "code": {**step.tried["code"], "attempts": attempts},
+                                    "violations": violations})
     return Outcome(None, violations, rejected, {**line, "attempts": attempts})
 
 
@@ -216,12 +218,13 @@ def judge_attempt(ctx: Context, repo: CodeRepo, line: dict, k: int, worktree, tr
     if outcome == "accepted":
         return Step(record, proposal=proposal)
     if violations:  # the guard's rejection is final: the fallback proposes
-        return Step(record, violations=violations, final=True)
+        return Step(record, violations=violations, final=True, tried=proposal)
     if quality:
-        return Step(record, violations=quality, feedback="The guard rejected your rationale or hypothesis: "
-                    + reason + f"\n\nYour patch was:\n{fenced(diff)}\nSend it again with a real rationale and "
-                    "hypothesis.")
+        return Step(record, violations=quality, tried=proposal, feedback="The guard rejected your rationale or "
+                    f"hypothesis: {reason}\n\nYour patch was:\n{fenced(diff)}\nSend it again with a real rationale "
+                    "and hypothesis.")
     return Step(record, violations=[guard.violation("(code)", None, f"checks:{result.failed}", reason)],
+                tried=proposal,
                 feedback=f"The patch applied, but the {result.failed} check failed:\n{fenced(result.tail)}\n\nYour "
                          f"patch was:\n{fenced(diff)}\nFix it: send a new diff against the files as shown above.")
 
