@@ -47,10 +47,7 @@ def train_seed(study: Study, run: RunPaths, config: dict, k: int) -> dict:
     if config.get("code"):  # code mode: from the run's checkout, sandboxed, scored by the sealed evaluator
         from autopilot.train import sandboxed
 
-        if k > 0:
-            config = seed_config(config, study, seed_run, k)
-            fsio.atomic_write_json(seed_run.config, config)
-        return sandboxed.train_seed(study, run, config, k)
+        return sandboxed.train_seed(study, run, config, k, lambda: seed_config(config, study, seed_run, k))
     summary = ledger.bound_summary(seed_run) if k > 0 else None
     if summary is not None:
         if summary["status"] in FINAL_STATUSES:

@@ -12,6 +12,7 @@ Usage:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from autopilot import fsio, schemas
 from autopilot.code import checkout, evaluate, sandbox
@@ -27,8 +28,9 @@ def trusted_record(run: RunPaths, k: int):
     return run.code_dir / "evaluations" / f"seed-{k}.json"
 
 
-def train_seed(study: Study, run: RunPaths, config: dict, k: int) -> dict:
-    """Train seed `k` of a code-mode run from its checkout, in the sandbox, and score it with the sealed evaluator."""
+def train_seed(study: Study, run: RunPaths, config: dict, k: int, seed_config: Callable[[], dict]) -> dict:
+    """Train seed `k` of a code-mode run from its checkout, in the sandbox, and score it with the sealed evaluator.
+    `config` is the run's guarded config.json; `seed_config()` makes an extra seed's (a fresh nonce each time)."""
     seed_run = run.seed(k)
     kept = trusted_record(run, k)
     if kept.exists():
@@ -36,6 +38,9 @@ def train_seed(study: Study, run: RunPaths, config: dict, k: int) -> dict:
         fsio.atomic_write_json(seed_run.summary, summary)  # what a trainer wrote there since does not count
         log.info("run %s seed %d already trained and evaluated (%s)", run.id, k, summary["status"])
         return summary
+    if k > 0:
+        config = seed_config()
+        fsio.atomic_write_json(seed_run.config, config)
     root = study.project.root
     tree = checkout.ensure_checkout(study, run, config["code"]["commit"])
     argv = checkout.in_checkout(supervisor.trainer_argv(config, study.settings, seed_run, root), tree, root)
