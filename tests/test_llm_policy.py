@@ -367,7 +367,7 @@ def test_a_policy_that_raises_falls_back_and_its_message_is_redacted(tmp_path, m
 
     monkeypatch.setenv("TEST_LLM_KEY", "sk-test-raised-in-a-message")
 
-    def broken(ctx, audit, optimizer=""):
+    def broken(ctx, audit, optimizer="", **repair):
         raise RuntimeError("a bug that quotes Bearer sk-test-raised-in-a-message")
 
     monkeypatch.setattr(llm_policy, "propose_llm", broken)

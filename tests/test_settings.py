@@ -12,7 +12,7 @@ from autopilot import schemas
 from autopilot.enums import RunStatus, Verdict
 from autopilot.paths import Project
 from autopilot.settings import BLOCKS, StudySettings
-from autopilot.study import Study
+from autopilot.study import Study, check_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_SCHEMA = schemas.load("config")
@@ -46,3 +46,21 @@ def test_the_default_study_parses_into_frozen_settings_with_the_schemas_defaults
                                                        (Verdict, "history_entry", "verdict")])
 def test_enums_match_the_schemas(enum, schema, field):
     assert {e.value for e in enum} == set(schemas.load(schema)["properties"][field]["enum"])
+
+
+@pytest.mark.parametrize(("cls", "path"), [("MentorLLM", ("mentor", "llm")), ("Evaluator", ("code_mode", "evaluator"))])
+def test_nested_blocks_have_exactly_the_keys_of_their_schema_block(cls, path):
+    from autopilot import settings
+
+    block = CONFIG_SCHEMA["properties"][path[0]]["properties"][path[1]]
+    assert {f.name for f in dataclasses.fields(getattr(settings, cls))} == set(block["properties"])
+
+
+def test_the_mentor_llm_and_code_mode_parse_with_their_defaults():
+    config = yaml.safe_load((REPO / "examples" / "code_mode" / "study.yaml").read_text())
+    config["mentor"] = {"llm": {"model": "big", "command": ["claude", "-p"]}}
+    s = Study(Project(REPO), check_config(config, "test")).settings
+    assert s.mentor.llm.model == "big" and s.mentor.llm.command == ("claude", "-p") and s.mentor.llm.base_url is None
+    assert s.code_mode.enabled and s.code_mode.files == ("examples/code_mode/train.py",)
+    assert s.code_mode.evaluator.timeout_seconds == 300 and s.code_mode.approval == "none"
+    assert s.llm.max_attempts == CONFIG_SCHEMA["properties"]["llm"]["properties"]["max_attempts"]["default"]

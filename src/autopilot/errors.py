@@ -51,3 +51,15 @@ class LLMError(AutopilotError):
 
 class MissingDependency(ConfigError):
     """A study or command needs an optional extra that is not installed; the message gives the pip command."""
+
+
+class CodeError(AutopilotError):
+    """Code mode could not do what it needed: git failed, a worktree or a patch could not be made."""
+
+
+class PatchError(CodeError):
+    """A patch does not apply to its base; the message carries git's own words (the worker gets them back)."""
+
+
+class SandboxUnavailable(CodeError):
+    """code_mode.strict_sandbox is set and a layer of the sandbox cannot be had on this machine."""

@@ -138,6 +138,8 @@ def quality_problems(proposal: dict) -> list[dict]:
                                f"hypothesis must be at least {MIN_HYPOTHESIS_CHARS} characters of real text"))
     if proposal.get("policy", "").startswith(("llm:", "hybrid:llm:")):
         found += llm_quality_problems(proposal)
+    elif proposal.get("policy", "").startswith("code:llm:"):  # a patch: its reasons, no housekeeping asked
+        found += llm_text_problems(proposal)
     return found
 
 
@@ -145,18 +147,24 @@ def distinct_words(text: str) -> int:
     return len({w.lower() for w in re.findall(r"[^\W\d_]{2,}", text)})
 
 
-def llm_quality_problems(proposal: dict) -> list[dict]:
-    """The gate for an LLM's proposal: real sentences, a hypothesis that is not the rationale again, and the
-    housekeeping (notes for its next turn; new TODOs that say something; resolved TODOs by id)."""
+def llm_text_problems(proposal: dict) -> list[dict]:
+    """An LLM's rationale and hypothesis: real sentences, and a hypothesis that is not the rationale again."""
     found = []
     rationale, hypothesis = proposal.get("rationale", ""), proposal.get("hypothesis", "")
-    housekeeping = proposal.get("housekeeping") or {}
     if distinct_words(rationale) < LLM_MIN_RATIONALE_WORDS:
         found.append(violation("rationale", rationale, "quality",
                                f"an LLM's rationale must use at least {LLM_MIN_RATIONALE_WORDS} distinct words"))
     if distinct_words(hypothesis) < LLM_MIN_HYPOTHESIS_WORDS or hypothesis.strip() == rationale.strip():
         found.append(violation("hypothesis", hypothesis, "quality", f"an LLM's hypothesis must use at least "
                                f"{LLM_MIN_HYPOTHESIS_WORDS} distinct words and differ from the rationale"))
+    return found
+
+
+def llm_quality_problems(proposal: dict) -> list[dict]:
+    """The gate for an LLM's proposal: real sentences, a hypothesis that is not the rationale again, and the
+    housekeeping (notes for its next turn; new TODOs that say something; resolved TODOs by id)."""
+    found = llm_text_problems(proposal)
+    housekeeping = proposal.get("housekeeping") or {}
     if distinct_words(housekeeping.get("notes", "")) < LLM_MIN_NOTES_WORDS:
         found.append(violation("housekeeping.notes", housekeeping.get("notes"), "quality",
                                f"an LLM's housekeeping.notes (its workpad) must use at least {LLM_MIN_NOTES_WORDS} "
@@ -239,17 +247,29 @@ def guard_run(study: Study, run_id: str) -> dict:
     if proposal.get("run_id") != run_id:
         found.append(violation("run_id", proposal.get("run_id"), "identity",
                                f"proposal is for another run than {run_id}"))
+    code, checked = None, []
+    if study.settings.code_mode.enabled and not found:  # the code it names, verified against git itself
+        from autopilot.code import runs as code_runs
+
+        problems, code = code_runs.verify(study, proposal)
+        found += problems
+        checked = ["code:commit", "code:diff_guard", "code:checks_passed", "code:approval"]
+    elif proposal.get("code") is not None:
+        found.append(violation("code", None, "code", "the proposal names code, but code_mode is not enabled"))
     if found:
         raise GuardRejected(
             f"{run.proposal}: rejected by the guard: " + "; ".join(v["message"] for v in found), found
         )
     config = build_config(study, proposal)
+    if code is not None:
+        config["code"] = code
     schemas.validate(config, "config_json", what="config.json")
     decision = {
         "run_id": run_id,
         "decision": "accepted",
         "policy": proposal["policy"],
-        "checked": ["schema:proposal", "whitelist", "type", "range", "quality_gate", "budget", "kill_switch"],
+        "checked": ["schema:proposal", "whitelist", "type", "range", "quality_gate", "budget", "kill_switch",
+                    *checked],
         "violations": [],
         "rejected_first": proposal["fallback_from"],
         "budget": holds.budget_state(study, history),

@@ -186,6 +186,13 @@ def noise_groups(history: list[dict], exclude: set[str]) -> list[list[float]]:
     return [e["seed_values"] for e in history if len(e.get("seed_values") or []) >= 2 and e["run_id"] not in exclude]
 
 
+def code_changed(config: dict, incumbent: dict) -> bool:
+    """Whether a run (its config.json) trains other code than the incumbent (a history entry): a patch, or a code line
+    that moved since. Code mode treats such a change as possibly changing the seed noise, as a noise key does."""
+    code = config.get("code")
+    return bool(code) and (code["patched"] or (incumbent.get("code") or {}).get("tree") != code["tree"])
+
+
 def total_train_seconds(history: list[dict]) -> float:
     return float(sum(e.get("train_seconds") or 0.0 for e in history))
 

@@ -13,6 +13,8 @@
     <root>/cache/tokens/<key>.npz       tokenized training files (autopilot.train.token_cache)
     <root>/models/<study>/              the champion: current (a symlink swapped atomically), history.jsonl,
                                         test_scores.jsonl, and one folder per champion kept (<run>/)
+    <root>/runs/<study>/<run>/code/     code mode: the run's worktree (tree/) and attempts (attempt-k/)
+    <root>/runs/<study>/pending/        code mode: patches waiting for `autopilot approve` (<run>.json, <run>.diff)
 
 Run ids are zero-padded numbers so that `ls` and `sorted()` give the order in which runs were made.
 """
@@ -67,6 +69,15 @@ class RunPaths:
     llm = property(lambda self: self.dir / "llm")
     logs = property(lambda self: self.dir / "logs")
     seeds_dir = property(lambda self: self.dir / "seeds")
+    patch = property(lambda self: self.dir / "patch.diff")  # code mode: the run's patch against its base
+    code_dir = property(lambda self: self.dir / "code")  # code mode: worktrees, attempts, checks' logs
+    worktree = property(lambda self: self.dir / "code" / "tree")  # the run's code, checked out to train
+    sandbox = property(lambda self: self.dir / "sandbox.json")  # what each sandboxed process had and lacked
+    evaluation = property(lambda self: self.dir / "evaluation.json")  # the sealed evaluator's output
+
+    def attempt_dir(self, k: int) -> Path:
+        """Code mode: attempt k (1, 2, ...) of the run's patch: its worktree, diff and checks' logs."""
+        return self.dir / "code" / f"attempt-{k}"
 
     def seed(self, k: int) -> RunPaths:
         """Extra seed `k` (1, 2, ...) of this run; seed 0 is the run folder itself."""
@@ -100,6 +111,15 @@ class StudyPaths:
     workpad_lock = property(lambda self: self.dir / ".workpad.lock")
     events = property(lambda self: self.dir / "events.jsonl")  # promotions, holds, stops: what notify tells
     retention_log = property(lambda self: self.dir / "retention.jsonl")  # checkpoint folders pruned, per run
+    pending = property(lambda self: self.dir / "pending")  # code mode: patches waiting for a person's approval
+    code_repo = property(lambda self: self.dir / "code.git")  # code mode, a project that is not a git checkout
+    code_lock = property(lambda self: self.dir / ".code.lock")
+
+    def pending_record(self, run_id: str) -> Path:
+        return self.dir / "pending" / f"{run_id}.json"
+
+    def pending_diff(self, run_id: str) -> Path:
+        return self.dir / "pending" / f"{run_id}.diff"
 
     def run(self, run_id: str) -> RunPaths:
         return RunPaths(self.dir / run_id)

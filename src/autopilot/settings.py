@@ -63,6 +63,21 @@ class LLM(Block):
     max_prompt_chars: int
     recent_runs: int
     hybrid_share: float
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class MentorLLM(Block):
+    """`mentor.llm`: the mentor's own LLM; a field left None is the study's `llm` value."""
+
+    backend: Literal["openai", "command"] | None = None
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    command: tuple[str, ...] | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    timeout_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,13 @@ class Mentor(Block):
     every_n_runs: int
     when_stuck_after: int
     template: str | None
+    llm: MentorLLM | None = None
+
+    @classmethod
+    def parse(cls, block: dict | None):
+        block = dict(block or {})
+        own = block.pop("llm", None)
+        return cls(**{k: _frozen(v) for k, v in block.items()}, llm=None if own is None else MentorLLM.parse(own))
 
 
 @dataclass(frozen=True)
@@ -207,6 +229,44 @@ class Notify(Block):
 
 
 @dataclass(frozen=True)
+class Evaluator(Block):
+    """`code_mode.evaluator`: the sealed evaluator's command, its code files and its time limit."""
+
+    files: tuple[str, ...]
+    timeout_seconds: float
+    command: tuple[str, ...] | None = None  # required when code mode is on (study.check_config)
+
+
+@dataclass(frozen=True)
+class CodeMode(Block):
+    """`code_mode`: patches to the study's own training code (autopilot.code)."""
+
+    enabled: bool
+    every_n_runs: int
+    files: tuple[str, ...]
+    protected: tuple[str, ...]
+    evaluator: Evaluator
+    sealed: tuple[str, ...]
+    max_patch_lines: int
+    max_attempts: int
+    approval: Literal["none", "required"]
+    test_command: tuple[str, ...] | None
+    smoke_steps: int
+    check_seconds: float
+    memory_mb: int | None
+    env: tuple[str, ...]
+    agent_network: bool
+    agent_env: tuple[str, ...]
+    strict_sandbox: bool
+
+    @classmethod
+    def parse(cls, block: dict | None):
+        block = dict(block or {})
+        evaluator = Evaluator.parse(block.pop("evaluator", None))
+        return cls(**{k: _frozen(v) for k, v in block.items()}, evaluator=evaluator)
+
+
+@dataclass(frozen=True)
 class StudySettings:
     """Every setting of one study; `baseline` and `search_space` stay mappings (their keys are the study's own)."""
 
@@ -234,6 +294,7 @@ class StudySettings:
     retention: Retention
     serve: Serve
     notify: Notify
+    code_mode: CodeMode
     model: Model | None = None
     trainer: Trainer | None = None
 
@@ -257,7 +318,7 @@ class StudySettings:
     @property
     def uses_llm(self) -> bool:
         """The policy asks an LLM for some runs at least (its proposals of a generation go one after another)."""
-        return self.policy in ("llm", "hybrid")
+        return self.policy in ("llm", "hybrid") or self.code_mode.enabled
 
 
 def _block_class(hint) -> type[Block] | None:

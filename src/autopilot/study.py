@@ -73,6 +73,25 @@ def _check_cross_fields(config: dict, source: str | Path | ConfigSource) -> None
         if key not in config["baseline"]:
             hint = config_errors.did_you_mean(key, config["baseline"])
             raise config_errors.problem(source, ("search_space", key), f"has no value in `baseline`{hint}")
+    _check_code_mode(config, source)
+
+
+def _check_code_mode(config: dict, source: str | Path | ConfigSource) -> None:
+    code = config["code_mode"]
+    if not code["enabled"]:
+        return
+    if config["task"] != "command":
+        raise config_errors.problem(source, ("code_mode", "enabled"), "code_mode needs task `command` (the study's "
+                                    f"own trainer, whose files a patch changes), not {config['task']!r}")
+    if not code["files"]:
+        raise config_errors.problem(source, ("code_mode", "files"), "code_mode.files is empty: list the globs of the "
+                                    "files a patch may change, e.g. [train.py]")
+    if "command" not in code["evaluator"]:
+        raise config_errors.problem(source, ("code_mode", "evaluator", "command"), "code_mode.evaluator.command is "
+                                    "missing: the sealed evaluator that scores the weights a trainer saved")
+    if config["llm"]["backend"] == "command" and not config["llm"]["command"]:
+        raise config_errors.problem(source, ("llm", "command"), "code_mode with llm.backend `command` needs "
+                                    "llm.command (the agent CLI)")
 
 
 def load_yaml(path: Path) -> Any:

@@ -75,3 +75,4 @@ from autopilot.cli import config  # noqa: E402,F401  (registers config check and
 from autopilot.cli import models  # noqa: E402,F401  (registers models list, show, promote, rollback)
 from autopilot.cli import serve  # noqa: E402,F401  (registers serve)
 from autopilot.cli import digest  # noqa: E402,F401  (registers digest)
+from autopilot.cli import code  # noqa: E402,F401  (registers code log|show|revert, approve, reject)

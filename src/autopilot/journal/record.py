@@ -77,6 +77,10 @@ def record(study: Study, run: RunPaths, entry: dict, history: list[dict], reason
     if section not in study.paths.labbook.read_text(encoding="utf-8", errors="replace"):  # recorded again: once
         fsio.append_text(study.paths.labbook, section)
     fsio.append_jsonl(study.paths.history, entry)
+    if entry.get("code") and entry["verdict"] in ledger.PROMOTING_VERDICTS:  # its code becomes the code line
+        from autopilot.code import runs as code_runs
+
+        code_runs.follow_champion(study, entry, best)
     if entry["verdict"] in ledger.PROMOTING_VERDICTS:
         write_best(study, best, entry["finished_at"])
 
@@ -117,7 +121,15 @@ def build_entry(study: Study, run: RunPaths, verdict: dict) -> dict:
         "rationale": proposal.get("rationale", "")[:ERROR_CHARS],
         "finished_at": verdict["judged_at"],
         "attempts": max((s.get("attempts", 1) for s in summaries), default=1),
+        **({"code": code_entry(config, proposal)} if config.get("code") else {}),
     }
+
+
+def code_entry(config: dict, proposal: dict) -> dict:
+    """Code mode: the version the run trained (its tree), and what its patch was."""
+    from autopilot.code import runs as code_runs
+
+    return code_runs.entry_code(config, proposal)
 
 
 def fallback_reasons(proposal: dict) -> list[str]:
@@ -175,9 +187,17 @@ def labbook_section(study: Study, e: dict, reason: str, best: dict | None = None
     name = study.metric_name
     level = "##" if study.settings.generation_size == 1 else "###"  # under its generation's heading
     lines = [f"\n{level} Run {e['run_id']}: {e['verdict']}\n"]
-    lines.append(f"- policy: `{e['policy']}`; changes: {describe_overrides(e['overrides'])}")
+    changes = describe_overrides(e["overrides"])
+    if (e.get("code") or {}).get("patched"):
+        changes = f"the code (hyperparameters: {changes})"
+    lines.append(f"- policy: `{e['policy']}`; changes: {changes}")
     if e["fallback_from"]:
         lines.append(f"- fallback: the first proposal was not used ({e['fallback_from']})")
+    if (e.get("code") or {}).get("patched"):
+        c = e["code"]
+        lines.append(f"- code: patch of {c['diff_lines']} line(s) to {', '.join(c['files'])} (commit "
+                     f"{c['commit'][:12]}; runs/{study.name}/{e['run_id']}/patch.diff)")
+        lines += [f"- flagged: {flag}" for flag in c["flags"]]
     if e["rationale"]:
         lines.append(f"- rationale: {e['rationale']}")
     if e["value"] is not None:

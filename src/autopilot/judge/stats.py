@@ -178,9 +178,10 @@ def needs_confirmation(first_value: float, incumbent_values: list[float], maximi
     return first_value > mean if maximize else first_value < mean
 
 
-def extra_seeds_for(overrides: dict, settings: Judge) -> tuple[int, bool]:
-    """How many confirmation seeds a candidate gets, and whether Welch's test applies."""
-    noisy = any(k in settings.noise_keys for k in overrides)
+def extra_seeds_for(overrides: dict, settings: Judge, code_changed: bool = False) -> tuple[int, bool]:
+    """How many confirmation seeds a candidate gets, and whether Welch's test applies (a noise key changed, or the
+    code: every patch is treated as possibly changing the noise)."""
+    noisy = code_changed or any(k in settings.noise_keys for k in overrides)
     return (settings.max_confirm_seeds if noisy else settings.confirm_seeds), noisy
 
 

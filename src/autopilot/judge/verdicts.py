@@ -77,7 +77,7 @@ def compare(study, run_id, run, cand, best, history, base) -> dict:
     if not inc:  # the incumbent's folder was pruned: judge on its recorded seed values alone
         inc = [stats.SeedResult(v, None) for v in best["seed_values"]]
     groups = ledger.noise_groups(history, exclude={best["run_id"], run_id})
-    _, welch = stats.extra_seeds_for(config["overrides"], study.settings.judge)
+    _, welch = stats.extra_seeds_for(config["overrides"], study.settings.judge, ledger.code_changed(config, best))
     goal = ledger.example_goal(run)
     result = stats.decide(cand, inc, groups, study.settings.judge, study.maximize, welch,
                           bootstrap_seed=ledger.derive_seed(study.settings.seed, run_id, 7),

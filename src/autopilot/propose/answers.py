@@ -9,9 +9,14 @@ grammar parser refuses, and then crashes on, past about a thousand; a small mode
 answer is checked against the file's wider form, so that a key or value outside the space reaches the guard and
 is rejected there, by name.
 
+The coder (code mode) answers a unified diff (`diff`) with its rationale and hypothesis; an agent CLI, which edits
+the files itself, answers the rationale and hypothesis alone. Its diff is not capped in the schema sent (a diff is
+longer than any note); a model that loops ends at max_tokens with an answer that does not parse.
+
 Usage:
     send, check = worker_schemas(study)
     send, check = mentor_schemas(study)
+    send, check = coder_schemas(with_diff=True)
 """
 
 from __future__ import annotations
@@ -71,3 +76,18 @@ def value_schema(space: dict) -> dict:
         return {"enum": list(space["choices"])}
     kind = "integer" if space["type"] == "int" else "number"
     return {"type": kind, "minimum": space["low"], "maximum": space["high"]}
+
+
+def coder_schemas(with_diff: bool) -> tuple[dict, dict]:
+    """The coder's answer: a diff (unless an agent edits the files itself), a rationale and a hypothesis."""
+    props = schemas.load("proposal")["properties"]
+    fields = {name: copy.deepcopy(props[name]) for name in ("rationale", "hypothesis")}
+    if with_diff:
+        fields = {"diff": {"type": "string", "description": "The change as a unified diff (---/+++ headers, @@ hunks) "
+                                                            "against the files shown, paths relative to the project.",
+                           "maxLength": props["code"]["properties"]["diff"]["maxLength"]}, **fields}
+    check = {"type": "object", "additionalProperties": False, "required": list(fields), "properties": fields}
+    send = capped(copy.deepcopy(check))
+    if with_diff:
+        del send["properties"]["diff"]["maxLength"]
+    return send, check

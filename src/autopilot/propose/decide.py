@@ -21,6 +21,8 @@ Usage:
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from functools import partial
 
@@ -32,7 +34,7 @@ from autopilot.formatting import describe_overrides
 from autopilot.ingest import claims
 from autopilot.journal import record
 from autopilot.ledger import Slot
-from autopilot.paths import generation_run_id
+from autopilot.paths import generation_run_id, run_number
 from autopilot.propose import mentor, workpad
 from autopilot.propose.llm import LLMFailure
 from autopilot.propose.llm.audit import Audit
@@ -55,14 +57,15 @@ def policy_label(ctx: Context, name: str) -> str:
     return name
 
 
-def policy_function(name: str, audit: Audit | None = None):
-    """The function of a policy label; the LLM's write their exchanges to `audit` (default: nowhere)."""
+def policy_function(name: str, audit: Audit | None = None, feedback: str = "", role: str = "worker"):
+    """The function of a policy label; the LLM's write their exchanges to `audit` (default: nowhere) under `role`,
+    and are told `feedback` (why their previous answer for the run was rejected)."""
     from autopilot.propose.policies import hybrid, llm, manual, optimizer
 
     if name.startswith("llm:"):
-        return partial(llm.propose_llm, audit=audit or Audit())
+        return partial(llm.propose_llm, audit=audit or Audit(), feedback=feedback, role=role)
     if name.startswith("hybrid:llm:"):
-        return partial(hybrid.propose_llm_turn, audit=audit or Audit())
+        return partial(hybrid.propose_llm_turn, audit=audit or Audit(), feedback=feedback, role=role)
     functions = {"tpe": optimizer.propose_tpe, "random": optimizer.propose_random, "manual": manual.propose_manual,
                  "hybrid:tpe": hybrid.propose_tpe_turn}
     if name not in functions:
@@ -95,9 +98,10 @@ def complete(raw: dict, run_id: str, policy: str) -> dict:
     }
 
 
-def attempt(ctx: Context, policy: str, audit: Audit | None = None) -> tuple[dict | None, list[dict]]:
+def attempt(ctx: Context, policy: str, audit: Audit | None = None, feedback: str = "",
+            role: str = "worker") -> tuple[dict | None, list[dict]]:
     """Ask one policy; return its proposal (None if it raised) and the guard's violations."""
-    fn = baseline_proposal if policy == "baseline" else policy_function(policy, audit)
+    fn = baseline_proposal if policy == "baseline" else policy_function(policy, audit, feedback, role)
     try:
         proposal = complete(fn(ctx), ctx.run_id, policy)
     except LLMFailure as e:  # down, slow, unusable answer: the kind (timeout, http_500...) is counted in the journal
@@ -123,6 +127,9 @@ def first_policy(ctx: Context) -> str:
         return "baseline"
     if ctx.index == 0 and ctx.study.paths.next_config.exists():
         return "manual"
+    code = ctx.study.settings.code_mode
+    if code.enabled and run_number(ctx.run_id) % code.every_n_runs == 0:
+        return f"code:llm:{ctx.study.settings.llm.backend}"
     return policy_label(ctx, ctx.study.settings.policy)
 
 
@@ -136,6 +143,8 @@ def propose_run(study: Study, run_id: str, slot: Slot | None = None) -> dict:
         claims.claim_for_run(study.project, run)
     if rejected is not None:
         fsio.atomic_write_json(run.rejected_proposal, rejected)
+    if (proposal.get("code") or {}).get("patched"):  # code mode: the patch, readable with `less` and `git apply`
+        fsio.atomic_write_text(run.patch, proposal["code"]["diff"])
     fsio.atomic_write_json(run.proposal, proposal)
     workpad.record(study, proposal)
     if "manual" in (proposal["policy"], (proposal["fallback_from"] or {}).get("policy")):
@@ -160,26 +169,104 @@ def decide(study: Study, run_id: str, history: list[dict], audit: Audit,
                   generation_siblings(study, run_id, slot.index))
     log.info("run %s: generation %d, place %d; %d earlier run(s)", run_id, slot.generation, slot.index, len(earlier))
     policy = first_policy(ctx)
-    proposal, violations = attempt(ctx, policy, audit)
-    if not violations and mentor.is_llm_policy(policy) and mentor.trigger(ctx):
-        proposal = mentor.review(ctx, proposal, audit)
-    if not violations and mentor.is_llm_policy(policy):
-        violations = duplicates(ctx, proposal)
-    rejected = None
+    line, repairs, rejected = None, [], None
+    if policy.startswith("code:"):
+        from autopilot.propose import patches
+
+        outcome = patches.propose_patch(ctx, audit)
+        proposal, violations, rejected, line = outcome.proposal, outcome.violations, outcome.rejected, outcome.line
+    else:
+        if study.settings.code_mode.enabled:  # config runs train the code line as it is; TPE sees only its runs
+            line, ctx = code_line_context(ctx, create=audit.folder is not None)
+        proposal, violations, repairs = ask_with_repairs(ctx, policy, audit)
     if violations:
         reason = "; ".join(v["message"] for v in violations)
         fallback = study.settings.fallback_policy
         log.warning("run %s: %s proposal rejected (%s); falling back to %s", run_id, policy, reason, fallback)
-        if proposal is not None:
+        if proposal is not None and rejected is None:
             rejected = guard.json_safe({**proposal, "violations": violations})
+        if policy.startswith("code:"):
+            _, ctx = code_line_context(ctx, line)
         proposal, second = attempt(ctx, fallback)
         if second:
             raise ProposalError(f"run {run_id}: {policy} was rejected ({reason}) and the fallback {fallback} too: "
                                 + "; ".join(v["message"] for v in second))
         proposal["fallback_from"] = {"policy": policy, "reason": reason[:4000], "violations": violations}
+    if line is not None and "code" not in proposal:
+        proposal["code"] = line
+    if repairs:
+        proposal["repairs"] = repairs
     proposal.update(generation=slot.generation, generation_index=slot.index)
     schemas.validate(proposal, "proposal")
     return proposal, rejected
+
+
+def ask_with_repairs(ctx: Context, policy: str, audit: Audit) -> tuple[dict | None, list[dict], list[dict]]:
+    """Ask the policy; an LLM whose proposal the guard rejects is asked again with the guard's reasons, up to
+    llm.max_attempts answers in all. Returns the proposal, its violations ([] when it passed) and the rejected
+    answers before it (each with its violations)."""
+    tries = ctx.study.settings.llm.max_attempts if mentor.is_llm_policy(policy) else 1
+    repairs: list[dict] = []
+    feedback = ""
+    for k in range(1, tries + 1):
+        role = "worker" if k == 1 else f"worker-{k}"
+        proposal, violations = attempt(ctx, policy, audit, feedback, role)
+        if not violations and mentor.is_llm_policy(policy):
+            violations = duplicates(ctx, proposal)
+        if not violations or not repairable(violations) or k == tries:
+            break
+        repairs.append(guard.json_safe({"attempt": k, "overrides": None if proposal is None else proposal["overrides"],
+                                        "violations": violations}))  # NaN and endless numbers are kept as text
+        feedback = repair_feedback(ctx, proposal, violations)
+        log.info("run %s: the worker's answer %d was rejected (%s); asking again", ctx.run_id, k, feedback)
+    if not violations and mentor.is_llm_policy(policy) and mentor.trigger(ctx):
+        proposal = mentor.review(ctx, proposal, audit)
+        violations = duplicates(ctx, proposal)
+    return proposal, violations, repairs
+
+
+def repair_feedback(ctx: Context, proposal: dict | None, violations: list[dict]) -> str:
+    """What the worker is told about its rejected answer: each reason, with the nearest allowed value of a number out
+    of its range, and the overrides it proposed."""
+    lines = []
+    for v in violations:
+        space = ctx.study.search_space.get(v["key"])
+        hint = ""
+        if v["rule"] == "range" and space and isinstance(v["value"], (int, float)):
+            nearest = min(max(v["value"], space["low"]), space["high"])
+            hint = f" (the nearest allowed value is {nearest})"
+        lines.append(f"- {v['message']}{hint}")
+    if proposal is not None:
+        lines.append(f"- you proposed the overrides {json.dumps(proposal['overrides'])}: propose values that keep "
+                     "every rule above")
+    return "\n".join(lines)
+
+
+REPAIRABLE = {"whitelist", "type", "range", "choices", "step", "quality", "duplicate", "schema", "invalid_json",
+              "invalid_answer"}
+
+
+def repairable(violations: list[dict]) -> bool:
+    """Whether the worker can fix what it was rejected for (an LLM that is down or slow cannot)."""
+    return all(v["rule"] in REPAIRABLE for v in violations)
+
+
+def code_line_context(ctx: Context, line: dict | None = None, create: bool = True) -> tuple[dict, Context]:
+    """The code line (proposal.code of a run that trains it unpatched) and the context of a config proposal on it:
+    the history of the runs that trained the same code version (the same tree), the best run always kept. `create`
+    false (a dry run): the branch is not made if it does not exist yet."""
+    if line is None:
+        from autopilot.code import history
+        from autopilot.code.repo import open_repo
+        from autopilot.propose import patches
+
+        repo = open_repo(ctx.study)
+        line = patches.line_record(repo, history.line_tip(repo, ctx.study, create))
+    same = [e for e in ctx.history if (e.get("code") or {}).get("tree") == line["tree"]]
+    plain = {k: v for k, v in line.items()}
+    plain.update(commit=line["base_commit"], tree=line["base_tree"], patched=False, diff="", diff_lines=0, files=[],
+                 flags=[], source=None)
+    return plain, dataclasses.replace(ctx, history=same)
 
 
 def generation_siblings(study: Study, run_id: str, index: int) -> tuple[dict, ...]:

@@ -64,7 +64,7 @@ def review(ctx: Context, proposal: dict, audit: Audit, optimizer: str = "") -> d
 def reviewed(ctx: Context, proposal: dict, audit: Audit, optimizer: str, record: dict) -> dict:
     send, check = answers.mentor_schemas(ctx.study)
     text = prompt.mentor_prompt(ctx, proposal, optimizer)
-    answer = llm.exchange(llm.settings_for(ctx.study), "mentor", text, send, check, audit)
+    answer = llm.exchange(llm.settings_for(ctx.study, "mentor"), "mentor", text, send, check, audit)
     record["review"] = guard.json_safe(answer)  # NaN or an endless integer can be recorded, never trained
     if answer["decision"] != "revise" or not answer["overrides"]:
         return {**proposal, "mentor": record}

@@ -38,13 +38,56 @@ def shrink_steps(recent: int) -> list[tuple[int | None, int]]:
     return [(None, NOTES_CHARS), (recent, NOTES_CHARS), (recent, 800), (few, 800), (few, 200)]
 
 
-def worker_prompt(ctx: Context, optimizer: str = "") -> str:
-    return fit(ctx, "worker", {"optimizer": optimizer})
+def worker_prompt(ctx: Context, optimizer: str = "", feedback: str = "") -> str:
+    """The worker's prompt; `feedback` (the guard's reasons for its previous answer) comes last, where a small model
+    heeds it most (the package's template ends with $feedback; a study's own template without it gets it appended)."""
+    section = REJECTED.format(feedback=feedback) if feedback else ""
+    text = fit(ctx, "worker", {"optimizer": optimizer, "feedback": section})
+    return text if not section or section in text else text + "\n" + section
+
+
+REJECTED = """
+## Your previous answer for this run was rejected
+The guard rejected it for these reasons. Answer again, in the same JSON form, and fix each one (values must lie in
+the allowed ranges of the search space):
+
+{feedback}
+"""
 
 
 def mentor_prompt(ctx: Context, proposal: dict, optimizer: str = "") -> str:
     answer = {k: proposal[k] for k in ("overrides", "rationale", "hypothesis", "housekeeping")}
     return fit(ctx, "mentor", {"optimizer": optimizer, "proposal": quoted(json.dumps(answer, indent=2))})
+
+
+def coder_prompt(ctx: Context, files: str, rules: str, feedback: str, agent: bool) -> str:
+    """The coder's prompt (code mode): the study, the allow-listed files as they are, the rules a patch must keep,
+    and what went wrong with its previous attempt; an agent CLI is told to edit the files in its folder instead."""
+    how = AGENT_ANSWER if agent else DIFF_ANSWER
+    return fit(ctx, "coder", {"optimizer": "", "files": files, "rules": rules, "answer": how,
+                              "feedback": feedback or "This is your first attempt for this run."})
+
+
+CODER_EXAMPLE = {  # the form of an answer, shown to the coder: a real diff inside JSON, from another study
+    "diff": "--- a/model.py\n+++ b/model.py\n@@ -3,3 +3,4 @@ def forward(x):\n     h = layer1(x)\n"
+            "+    h = normalize(h)\n     return layer2(h)\n",
+    "rationale": "Activations grow with depth in runs 00004 and 00006; normalizing the hidden layer should keep the "
+                 "gradients in range.",
+    "hypothesis": "The loss falls faster and val_accuracy rises by a point."}
+DIFF_ANSWER = ("""Answer with one JSON object and nothing else, of this shape:
+
+{"diff": "<the unified diff>", "rationale": "why this change, in light of the runs above",
+ "hypothesis": "what the metric should show if it works"}
+
+The diff is a unified diff against the files exactly as shown above, paths relative to the project. An example of
+the form, from another study (its file is not this study's):
+
+""" + json.dumps(CODER_EXAMPLE))
+AGENT_ANSWER = ("""Edit the files in your current folder directly (only those listed above). When you are done, print
+one JSON object as the last thing you write:
+
+{"rationale": "why this change, in light of the runs above",
+ "hypothesis": "what the metric should show if it works"}""")
 
 
 def fit(ctx: Context, role: str, extra: dict) -> str:
@@ -60,7 +103,7 @@ def fit(ctx: Context, role: str, extra: dict) -> str:
 
 
 def load_template(ctx: Context, role: str) -> string.Template:
-    own = (ctx.study.settings.llm if role == "worker" else ctx.study.settings.mentor).template
+    own = {"worker": ctx.study.settings.llm.template, "mentor": ctx.study.settings.mentor.template}.get(role)
     if own is None:
         return string.Template((resources.files("autopilot") / "templates" / f"{role}.md").read_text("utf-8"))
     path = ctx.study.project.root / own

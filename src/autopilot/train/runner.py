@@ -44,6 +44,10 @@ def seed_config(config: dict, study: Study, seed_run: RunPaths, k: int) -> dict:
 
 def train_seed(study: Study, run: RunPaths, config: dict, k: int) -> dict:
     seed_run = run.seed(k)
+    if config.get("code"):  # code mode: from the run's checkout, sandboxed, scored by the sealed evaluator
+        from autopilot.train import sandboxed
+
+        return sandboxed.train_seed(study, run, config, k, lambda: seed_config(config, study, seed_run, k))
     summary = ledger.bound_summary(seed_run) if k > 0 else None
     if summary is not None:
         if summary["status"] in FINAL_STATUSES:
@@ -66,7 +70,8 @@ def planned_extra_seeds(study: Study, config: dict, first: dict, history: list[d
         return study.settings.judge.noise_seeds
     if not stats.needs_confirmation(first["metric"]["value"], best["seed_values"], study.maximize):
         return 0
-    extra, _ = stats.extra_seeds_for(config["overrides"], study.settings.judge)
+    extra, _ = stats.extra_seeds_for(config["overrides"], study.settings.judge,
+                                     ledger.code_changed(config, best))
     return extra
 
 
@@ -77,6 +82,10 @@ def train_run(study: Study, run_id: str) -> list[dict]:
     apikeys.forget_keys(apikeys.key_variables(study.settings.llm.api_key_env))
     with gpus.claim():
         summaries = train_seeds(study, run_id)
+    if study.settings.code_mode.enabled:  # the checkout goes; its commit keeps the code
+        from autopilot.code import runs as code_runs
+
+        code_runs.finish_run(study, study.paths.run(run_id))
     # data.source: queue - the run's claimed dataset goes to queue/done/, or back to its queue if the run did
     # not complete; an interrupted `autopilot train` never gets here, so the entry waits in processing/
     claims.release_after_run(study.project, study.paths.run(run_id), summaries)

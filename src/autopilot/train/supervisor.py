@@ -30,8 +30,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from autopilot import fsio, processes, schemas
 from autopilot.enums import ACTIVE_PHASES
@@ -78,20 +79,24 @@ def trainer_argv(config: dict, settings: StudySettings, run: RunPaths, root: Pat
     return [sys.executable, "-m", f"{TASKS_PACKAGE}{config['task']}", config_path, run_dir]
 
 
-def run_trainer(argv: list[str], run: RunPaths, config: dict, root: Path, max_retries: int = 0) -> dict:
+def run_trainer(argv: list[str], run: RunPaths, config: dict, root: Path, max_retries: int = 0,
+                sandboxed: Callable[[list[str]], Any] | None = None) -> dict:
     """Run the trainer to completion or to its time limit, retrying kills by the system; return the summary.
 
-    TrainerError if another `autopilot train` is training in this folder."""
+    TrainerError if another `autopilot train` is training in this folder. `sandboxed(argv)` (code mode) returns
+    the start of the trainer in its sandbox: an object with `argv`, `env`, `oom_killed()` and `close()`
+    (autopilot.code.sandbox.Launch). Such a trainer never goes to the warm pool, and one its own memory limit
+    killed is `oom` and not retried (it would only go over again)."""
     with runlock.hold(run) as lock:
         attempt = 1
-        summary, killed_by = _attempt(argv, run, config, root, lock)
+        summary, killed_by = _attempt(argv, run, config, root, lock, sandboxed)
         while killed_by and attempt <= max_retries:
             log.warning("%s: attempt %d %s; starting it again", run.dir, attempt, killed_by)
             with run.train_log.open("ab") as out:
                 out.write(f"\n=== autopilot: attempt {attempt} {killed_by}: retrying ===\n".encode())
             time.sleep(RETRY_WAIT_SECONDS)
             attempt += 1
-            summary, killed_by = _attempt(argv, run, config, root, lock)
+            summary, killed_by = _attempt(argv, run, config, root, lock, sandboxed)
         summary = {**summary, "attempts": attempt}
         schemas.validate(summary, "trainer_summary")
         fsio.atomic_write_json(run.summary, summary)
@@ -99,19 +104,24 @@ def run_trainer(argv: list[str], run: RunPaths, config: dict, root: Path, max_re
 
 
 def _attempt(argv: list[str], run: RunPaths, config: dict, root: Path,
-             lock: runlock.RunLock) -> tuple[dict, str | None]:
+             lock: runlock.RunLock,
+             sandboxed: Callable[[list[str]], Any] | None = None) -> tuple[dict, str | None]:
     """One start of the trainer: its summary, and why the system killed it (None: ran, failed or timed out)."""
     max_seconds = float(config["max_seconds"])
     limit = max_seconds + grace_seconds(max_seconds)
     run.dir.mkdir(parents=True, exist_ok=True)
     run.summary.unlink(missing_ok=True)  # a summary from an earlier attempt must not stand for this one
     started = time.monotonic()
+    launch = None
     with run.train_log.open("ab") as out:
         out.write(f"\n=== autopilot: {' '.join(argv)} (limit {limit:.0f}s) ===\n".encode())
         out.flush()
         try:
-            proc = start(argv, root, out, run.train_log, lock.fd)
+            launch = sandboxed(argv) if sandboxed is not None else None
+            proc = start(argv, root, out, run.train_log, lock.fd, launch)
         except OSError as e:
+            if launch is not None:
+                launch.close()
             reason = f"could not start trainer {argv[0]!r}: {e}"
             return write_fallback_summary(run, config, root, "failed", reason, 0.0), None
         lock.trainer_started(proc.pid)
@@ -120,7 +130,15 @@ def _attempt(argv: list[str], run: RunPaths, config: dict, root: Path,
         except Interrupted:
             mark_ended(config, root, "interrupted")
             raise
+        finally:
+            over_memory = launch is not None and launch.oom_killed()
+            if launch is not None:
+                launch.close()
     wall = time.monotonic() - started
+    if over_memory:
+        mark_ended(config, root, "killed")
+        return write_fallback_summary(run, config, root, "oom", "the trainer went over its sandbox's memory limit "
+                                      "(code_mode.memory_mb) and the kernel killed it", wall), None
     if timed_out:
         mark_ended(config, root, "timeout")
         return write_fallback_summary(
@@ -178,11 +196,13 @@ def _summary_status(run: RunPaths) -> str | None:
         return None
 
 
-def start(argv: list[str], root: Path, out, log_path: Path, lock_fd: int):
+def start(argv: list[str], root: Path, out, log_path: Path, lock_fd: int, launch: Any = None):
     """Start the trainer in its own session, output to `out`, holding the run's lock `lock_fd`, dying with this
-    process: a built-in task is forked warm."""
+    process: a built-in task is forked warm; a sandboxed one (`launch`, code mode) never is."""
     task = builtin_task(argv)
-    if task is not None and os.environ.get("AUTOPILOT_NO_WARMSTART") != "1":
+    if launch is not None:
+        argv = launch.argv
+    if task is not None and launch is None and os.environ.get("AUTOPILOT_NO_WARMSTART") != "1":
         from autopilot.warm import trainers
         from autopilot.warm.fork import ForkedTrainer
 
@@ -192,7 +212,7 @@ def start(argv: list[str], root: Path, out, log_path: Path, lock_fd: int):
     popen = subprocess.Popen(argv, cwd=root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                              pass_fds=(lock_fd, *gpus.held_fds()),
                              preexec_fn=functools.partial(processes.die_with_parent, os.getpid()),
-                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                             env=launch.env if launch is not None else {**os.environ, "PYTHONUNBUFFERED": "1"})
     return processes.GroupLeader(popen.pid, popen)
 
 

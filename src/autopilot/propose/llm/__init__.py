@@ -12,6 +12,7 @@ Usage:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -63,8 +64,9 @@ class Endpoint:
             raise LLMFailure(str(e), "config") from None
 
 
-def settings_for(study: Study) -> Endpoint:
-    """Where and how to ask; LLMFailure (kind config) when AUTOPILOT_LLM_API_KEY_ENV holds no variable's name."""
+def settings_for(study: Study, role: str = "worker") -> Endpoint:
+    """Where and how a role asks: the study's `llm` (with the AUTOPILOT_LLM_* overrides); for the mentor, each key
+    its own `mentor.llm` sets wins over that. LLMFailure (kind config) when a key variable's name is not one."""
     cfg = study.settings.llm
     chosen = {name: os.environ.get(var) or getattr(cfg, name) for name, var in ENV_OVERRIDES.items()}
     var = ENV_OVERRIDES["api_key_env"]
@@ -72,11 +74,22 @@ def settings_for(study: Study) -> Endpoint:
         apikeys.check_variable_name(chosen["api_key_env"], f"${var}" if os.environ.get(var) else "llm.api_key_env")
     except ConfigError as e:
         raise LLMFailure(str(e), "config") from None
-    return Endpoint(backend=cfg.backend, base_url=chosen["base_url"].rstrip("/"), model=chosen["model"],
-                    api_key_env=chosen["api_key_env"], command=None if cfg.command is None else list(cfg.command),
-                    temperature=cfg.temperature, max_tokens=cfg.max_tokens, timeout=cfg.timeout_seconds,
-                    retries=cfg.retries, backoff=cfg.backoff_seconds,
-                    key_variables=apikeys.key_variables(cfg.api_key_env))
+    endpoint = Endpoint(backend=cfg.backend, base_url=chosen["base_url"].rstrip("/"), model=chosen["model"],
+                        api_key_env=chosen["api_key_env"], command=None if cfg.command is None else list(cfg.command),
+                        temperature=cfg.temperature, max_tokens=cfg.max_tokens, timeout=cfg.timeout_seconds,
+                        retries=cfg.retries, backoff=cfg.backoff_seconds,
+                        key_variables=apikeys.key_variables(cfg.api_key_env))
+    own = study.settings.mentor.llm if role == "mentor" else None
+    if own is None:
+        return endpoint
+    given = {k: v for k, v in dataclasses.asdict(own).items() if v is not None}
+    renamed = {"timeout": given.pop("timeout_seconds")} if "timeout_seconds" in given else {}
+    if "command" in given:
+        given["command"] = list(given["command"])
+    if "base_url" in given:
+        given["base_url"] = given["base_url"].rstrip("/")
+    keys = tuple(dict.fromkeys((*endpoint.key_variables, *apikeys.key_variables(own.api_key_env))))
+    return dataclasses.replace(endpoint, **given, **renamed, key_variables=keys)
 
 
 @dataclass

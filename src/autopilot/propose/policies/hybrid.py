@@ -41,8 +41,8 @@ def optimizer_view(ctx: Context) -> str:
             f"({describe_overrides(suggestion)}). Take it, change it, or propose something else, and say why.\n")
 
 
-def propose_llm_turn(ctx: Context, audit: Audit) -> dict:
-    return llm.propose_llm(ctx, audit, optimizer_view(ctx))
+def propose_llm_turn(ctx: Context, audit: Audit, feedback: str = "", role: str = "worker") -> dict:
+    return llm.propose_llm(ctx, audit, optimizer_view(ctx), feedback, role)
 
 
 def propose_tpe_turn(ctx: Context) -> dict:

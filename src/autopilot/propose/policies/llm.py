@@ -21,8 +21,9 @@ def label(study) -> str:
     return f"llm:{study.settings.llm.backend}"
 
 
-def propose_llm(ctx: Context, audit: Audit, optimizer: str = "") -> dict:
-    """The worker's answer for the run: overrides, rationale, hypothesis, housekeeping."""
+def propose_llm(ctx: Context, audit: Audit, optimizer: str = "", feedback: str = "", role: str = "worker") -> dict:
+    """The worker's answer for the run: overrides, rationale, hypothesis, housekeeping. `feedback`: why its previous
+    answer for this run was rejected (the repair loop); `role`: the name its exchange is saved under."""
     send, check = answers.worker_schemas(ctx.study)
-    text = prompt.worker_prompt(ctx, optimizer)
-    return llm.exchange(llm.settings_for(ctx.study), "worker", text, send, check, audit)
+    text = prompt.worker_prompt(ctx, optimizer, feedback)
+    return llm.exchange(llm.settings_for(ctx.study), role, text, send, check, audit)
