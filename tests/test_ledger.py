@@ -108,7 +108,8 @@ def test_every_line_read_is_a_valid_history_entry(study):
 
 
 # --- the storm -----------------------------------------------------------------------------------------------
-RUNS = ROUNDS = 100  # per study: a round judges and journals at most one, so the storm never runs dry
+ROUNDS, MAX_ROUNDS = 100, 200  # at least ROUNDS; up to MAX_ROUNDS while a loaded machine lets too few kills land
+RUNS = MAX_ROUNDS  # per study: a round judges and journals at most one, so the storm never runs dry
 
 
 def power_cut_during_the_history_append(rng: random.Random) -> None:
@@ -208,7 +209,10 @@ def test_a_storm_of_sigkills_and_power_cuts_during_journal_writes_loses_nothing(
         t0 = time.monotonic()
         assert os.waitstatus_to_exitcode(os.waitpid(journal_in_a_child(studies, "kill", 0), 0)[1]) == 0
         rounds.append(time.monotonic() - t0)
-    for round_ in range(ROUNDS):
+    enough = {"killed": 30, "power-cut": 5, "disk-full": 5}
+    for round_ in range(MAX_ROUNDS):
+        if round_ >= ROUNDS and all(outcomes[k] >= n for k, n in enough.items()):
+            break
         mode = rng.choices(["kill", "power-cut", "disk-full"], weights=[6, 2, 2])[0]
         t0 = time.monotonic()
         pid = journal_in_a_child(studies, mode, seed=round_)
@@ -240,7 +244,7 @@ def test_a_storm_of_sigkills_and_power_cuts_during_journal_writes_loses_nothing(
             assert fsio.read_json(study.paths.run(e["run_id"]).entry) == e
         assert fsio.read_json(study.paths.best)["run_id"] == "00001"
     print(f"storm: {ROUNDS} rounds in {took:.1f}s: {outcomes}; {journaled} runs journaled during the storm")
-    assert outcomes["killed"] >= 30 and outcomes["power-cut"] >= 5 and outcomes["disk-full"] >= 5, outcomes
+    assert all(outcomes[k] >= n for k, n in enough.items()), outcomes
     assert journaled >= 20  # the storm hit journal writes, not idle children
 
 

@@ -165,7 +165,9 @@ def run_through_slurm(root: Path) -> subprocess.CompletedProcess:
 def study_files(root: Path) -> tuple[list[dict], dict[str, dict]]:
     study = root / "runs" / "digits_cnn"
     history = sorted(fsio.iter_jsonl(study / "history.jsonl"), key=lambda e: e["run_id"])
-    configs = {p.parent.name: fsio.read_json(p) for p in study.glob("[0-9]*/config.json")}
+    # a config.json's nonce binds its trainer's summary to that attempt: fresh each time, everything else the same
+    configs = {p.parent.name: {k: v for k, v in fsio.read_json(p).items() if k != "nonce"}
+               for p in study.glob("[0-9]*/config.json")}
     return [{k: e[k] for k in SAME_IN_BOTH} for e in history], configs
 
 
