@@ -12,7 +12,7 @@ from autopilot.cli import main
 from autopilot.paths import Project
 from autopilot.study import Study
 
-ALL_KEYS = {"lr": 0.0123456, "batch_size": 128, "epochs": 12, "weight_decay": 0.000123, "width": 32,
+ALL_KEYS = {"lr": 0.0123456, "batch_size": 128, "epochs": 12, "weight_decay": 3.565e-06, "width": 32,
             "dropout": 0.25, "optimizer": "sgd"}  # every key of the default study changed at once
 LONG = {"lora_target_modules": "q_proj,v_proj,k_proj,o_proj,gate_proj,up_proj"}  # longer than any column
 
@@ -46,9 +46,12 @@ def test_results_fit_80_columns_and_break_no_number_or_key(tmp_path):
         words = {w for line in lines for w in re.split(r"\s+", line.strip())}
         for e in history():
             for key, value in e["overrides"].items():
-                item = f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
-                if e["overrides"] is not LONG:
-                    assert item in words or item + "," in words, (item, "\n".join(lines))
+                shown = f"{value:.4g}" if isinstance(value, float) else f"{value}"
+                item = f"{key}={shown}"
+                if e["overrides"] is not LONG:  # whole, or its key ending one line and its value starting the next
+                    whole = item in words or item + "," in words
+                    split = f"{key}=" in words and (shown in words or shown + "," in words)
+                    assert whole or split, (item, "\n".join(lines))
             if e["value"] is not None:
                 assert f"{e['value']:.4f}" in words
             if e["interval"]:

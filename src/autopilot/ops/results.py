@@ -1,13 +1,15 @@
 """The results table of a study, from its ledger: what `./bin/demo` prints at the end.
 
-It fits 80 columns without breaking a number or a key: every column but `changes` is as wide as its longest
-line (the metric cell is three short lines: value, Δ, interval), and `changes` takes the rest, wrapping between
-its `key=value` items; only an item longer than the whole column is folded.
+It fits the terminal (80 columns and up) without breaking a number or a key: every column but `changes` is as wide
+as its longest line (the metric cell is three short lines: value, Δ, interval), and `changes` takes the rest. Its
+items are laid out here, not by rich: `key=value` items fill each line, an item too long for the column goes on as
+`key=` and its value on the next line, and only a value longer than the whole column is folded.
 """
 
 from __future__ import annotations
 
 import json
+import textwrap
 
 from rich import box
 from rich.console import Console
@@ -18,6 +20,42 @@ from autopilot import ledger
 from autopilot.formatting import VERDICT_STYLE, delta_text, describe_overrides, metric_text
 from autopilot.registry import listing, store
 from autopilot.study import Study
+
+GAP = 2  # between two columns of the table
+MIN_CHANGES = 16  # the changes column is never narrower, even if the table must then be wider than the terminal
+
+
+def wrap_items(items: list[str], width: int) -> str:
+    """`items` (`key=value`) laid out in lines of at most `width`, broken only between items or after a `=`."""
+    lines: list[str] = []
+    line = ""
+    for i, item in enumerate(items):
+        piece = item + ("," if i < len(items) - 1 else "")
+        if line and len(line) + 1 + len(piece) <= width:
+            line += " " + piece
+            continue
+        if line:
+            lines.append(line)
+        if len(piece) > width and "=" in piece:  # the key on one line, the value on the next
+            key, value = piece.split("=", 1)
+            lines.append(key + "=")
+            piece = value
+        while len(piece) > width:  # a value longer than the column: fold it
+            lines.append(piece[:width])
+            piece = piece[width:]
+        line = piece
+    return "\n".join([*lines, line])
+
+
+def changes_width(table: Table, cells: list[list[str]], total: int) -> int:
+    """What is left of `total` for the changes column once every other column has its longest line."""
+    changes = next(i for i, c in enumerate(table.columns) if c.header == "changes")
+    widths = []
+    for i, column in enumerate(table.columns):
+        if i != changes:
+            lines = [*str(column.header).splitlines(), *(line for row in cells for line in row[i].splitlines())]
+            widths.append(max(map(len, lines), default=0))
+    return max(MIN_CHANGES, total - sum(widths) - GAP * (len(table.columns) - 1))
 
 
 def metric_cell(e: dict) -> str:
@@ -48,18 +86,24 @@ def print_results(study: Study, as_json: bool = False, last: int = 0) -> None:
     columns = ("run", "gen") if by_generation else ("run",)
     for col in (*columns, "policy"):
         table.add_column(col, no_wrap=True)
-    table.add_column("changes", overflow="fold")  # the one column that wraps
+    table.add_column("changes", no_wrap=True)  # laid out by wrap_items
     table.add_column(Text(f"{study.metric_name}\nΔ vs best\n[interval]"), no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     if tests:  # only champions have one, measured once when first promoted
         table.add_column(Text("held-out\ntest"), no_wrap=True)
+    cells = []
     for e in rows:
-        style = VERDICT_STYLE.get(e["verdict"], "")
         policy = e["policy"] + ("\n(fallback)" if e["fallback_from"] else "")
         first = (e["run_id"], str(ledger.generation_of(e))) if by_generation else (e["run_id"],)
-        cells = [*first, policy, describe_overrides(e["overrides"]), metric_cell(e)]  # text, never markup
-        test = [Text(f"{tests[e['run_id']]:.4f}" if tests.get(e["run_id"]) is not None else "")] if tests else []
-        table.add_row(*map(Text, cells), Text(e["verdict"], style=style), *test)
+        test = [f"{tests[e['run_id']]:.4f}" if tests.get(e["run_id"]) is not None else ""] if tests else []
+        cells.append([*first, policy, describe_overrides(e["overrides"]), metric_cell(e), e["verdict"], *test])
+    width = changes_width(table, cells, console.width)
+    for e, row in zip(rows, cells):
+        row[len(columns) + 1] = (wrap_items(row[len(columns) + 1].split(", "), width) if e["overrides"]
+                                 else textwrap.fill(row[len(columns) + 1], width))
+        texts = [Text(c) for c in row]  # text, never markup
+        texts[len(columns) + 3].stylize(VERDICT_STYLE.get(e["verdict"], ""))
+        table.add_row(*texts)
     console.print(table)
     if best:
         console.print(f"best: run {best['run_id']} with {study.metric_name} = {best['value']:.4f}")
