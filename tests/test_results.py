@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from helpers import make_project
 from ops_study import entry, write_history
 
+from autopilot import fsio
 from autopilot.cli import main
 from autopilot.paths import Project
 from autopilot.study import Study
@@ -34,6 +35,8 @@ def results(tmp_path, **config) -> list[str]:
     study = Study.load(Project(root), root / "config" / "config.yaml")
     study.freeze()
     write_history(root, history(), curves=False)
+    for run_id in ("00001", "00002"):  # champions show their held-out score in a column of its own
+        fsio.append_jsonl(study.models.test_scores, {"run_id": run_id, "metric": {"value": 0.9611}})
     out = CliRunner(env={"COLUMNS": "80"}).invoke(main, ["--root", str(root), "results"], catch_exceptions=False)
     assert out.exit_code == 0, out.output
     return out.output.splitlines()
@@ -58,6 +61,7 @@ def test_results_fit_80_columns_and_break_no_number_or_key(tmp_path):
                 for number in (e["delta"], e["interval"]["low"], e["interval"]["high"]):
                     assert any(f"{number:+.4f}" in w for w in words), number
             assert e["run_id"] in words and e["verdict"] in words
+        assert "0.9611" in words
         assert any(line.split()[-1:] == ["(fallback)"] or "(fallback)" in line.split() for line in lines)
 
 

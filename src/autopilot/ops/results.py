@@ -21,8 +21,8 @@ from autopilot.formatting import VERDICT_STYLE, delta_text, describe_overrides, 
 from autopilot.registry import listing, store
 from autopilot.study import Study
 
-GAP = 2  # between two columns of the table
-MIN_CHANGES = 16  # the changes column is never narrower, even if the table must then be wider than the terminal
+GAP = 1  # between two columns: the box's blank divider (no padding)
+MIN_CHANGES = 15  # the changes column is never narrower (batch_size=128,), even past the terminal's width
 
 
 def wrap_items(items: list[str], width: int) -> str:
@@ -38,13 +38,17 @@ def wrap_items(items: list[str], width: int) -> str:
             lines.append(line)
         if len(piece) > width and "=" in piece:  # the key on one line, the value on the next
             key, value = piece.split("=", 1)
-            lines.append(key + "=")
+            lines += fold(key + "=", width)
             piece = value
-        while len(piece) > width:  # a value longer than the column: fold it
-            lines.append(piece[:width])
-            piece = piece[width:]
+        *whole, piece = fold(piece, width)
+        lines += whole
         line = piece
     return "\n".join([*lines, line])
+
+
+def fold(text: str, width: int) -> list[str]:
+    """`text` cut into lines of `width`: only for a key or value longer than the whole column."""
+    return [text[i:i + width] for i in range(0, len(text), width)] or [""]
 
 
 def changes_width(table: Table, cells: list[list[str]], total: int) -> int:
@@ -79,7 +83,7 @@ def print_results(study: Study, as_json: bool = False, last: int = 0) -> None:
         return
     best = ledger.incumbent(history, ledger.champion_events(study.models))
     table = Table(title=f"study {study.name}: {study.settings.metric.goal} {study.metric_name}",
-                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=0)
     # runs that trained side by side share a generation, and were judged against the best before it
     generations = [ledger.generation_of(e) for e in history]
     by_generation = study.settings.generation_size > 1 or len(set(generations)) < len(generations)
@@ -87,16 +91,15 @@ def print_results(study: Study, as_json: bool = False, last: int = 0) -> None:
     for col in (*columns, "policy"):
         table.add_column(col, no_wrap=True)
     table.add_column("changes", no_wrap=True)  # laid out by wrap_items
-    table.add_column(Text(f"{study.metric_name}\nΔ vs best\n[interval]"), no_wrap=True)
+    held_out = "\nheld-out test" if tests else ""  # only champions have one, measured once when first promoted
+    table.add_column(Text(f"{study.metric_name}\nΔ vs best\n[interval]{held_out}"), no_wrap=True)
     table.add_column("verdict", no_wrap=True)
-    if tests:  # only champions have one, measured once when first promoted
-        table.add_column(Text("held-out\ntest"), no_wrap=True)
     cells = []
     for e in rows:
         policy = e["policy"] + ("\n(fallback)" if e["fallback_from"] else "")
         first = (e["run_id"], str(ledger.generation_of(e))) if by_generation else (e["run_id"],)
-        test = [f"{tests[e['run_id']]:.4f}" if tests.get(e["run_id"]) is not None else ""] if tests else []
-        cells.append([*first, policy, describe_overrides(e["overrides"]), metric_cell(e), e["verdict"], *test])
+        metric = metric_cell(e) + (f"\ntest {tests[e['run_id']]:.4f}" if tests.get(e["run_id"]) is not None else "")
+        cells.append([*first, policy, describe_overrides(e["overrides"]), metric, e["verdict"]])
     width = changes_width(table, cells, console.width)
     for e, row in zip(rows, cells):
         row[len(columns) + 1] = (wrap_items(row[len(columns) + 1].split(", "), width) if e["overrides"]
