@@ -64,7 +64,7 @@ def trainers(root: Path, after: str = "00001") -> tuple[int, float]:
 
 def arm(base: Path, tmp: Path, name: str, size: int, cores: int) -> tuple[float, int, float]:
     root = tmp / name
-    shutil.copytree(base, root)
+    shutil.copytree(base, root, symlinks=True)  # models/<study>/current is a relative symlink: keep it one
     seconds = invoke(root, cores, f"iterations={RUNS}", f"generation_size={size}")
     n, train = trainers(root)
     shutil.rmtree(root)
