@@ -45,6 +45,8 @@ HEADER = """\
 - A `search_space` range needs `low < high`, and `low > 0` when `log` is true.
 - Every key of `search_space` needs a value in `baseline` (the first run trains the baseline).
 - Task `command` needs `trainer.command`.
+- Mode `continual` needs task `causal_lm`, `data.source: queue`, `generation_size: 1` and `registry.lora: merge`;
+  `curriculum.enabled` needs mode `continual`.
 """
 
 

@@ -133,6 +133,46 @@ class Data(Block):
 
 
 @dataclass(frozen=True)
+class EvalSet(Block):
+    """One of `continual.eval_sets`: a fixed evaluation set of the study besides data.val_file."""
+
+    name: str
+    file: str
+    spec: Literal["chat_sft_v1", "completion_v1", "syllo_v1"]
+    max_loss_rise: float | None = None  # None: continual.max_loss_rise
+
+
+@dataclass(frozen=True)
+class Continual(Block):
+    """`continual`: how a continual study (mode continual) judges a challenger against its champion."""
+
+    eval_sets: tuple[EvalSet, ...]
+    max_loss_rise: float
+    alpha: float
+
+    @classmethod
+    def parse(cls, block: dict | None):
+        block = dict(block or {})
+        sets = tuple(EvalSet.parse(s) for s in block.pop("eval_sets", ()))
+        return cls(**{k: _frozen(v) for k, v in block.items()}, eval_sets=sets)
+
+
+@dataclass(frozen=True)
+class Curriculum(Block):
+    """`curriculum`: generated skill data with levels (autopilot.curriculum)."""
+
+    enabled: bool
+    skills: tuple[Literal["binary", "syllo"], ...]
+    batch_size: int
+    eval_size: int
+    replay_share: float
+    advance_at: float
+    window: int
+    min_queue: int
+    priority: Literal["high", "normal", "low"]
+
+
+@dataclass(frozen=True)
 class Ingest(Block):
     default_spec: str | None
     default_priority: Literal["high", "normal", "low"]
@@ -288,6 +328,9 @@ class StudySettings:
     daemon: Daemon
     judge: Judge
     data: Data
+    mode: Literal["search", "continual"]
+    continual: Continual
+    curriculum: Curriculum
     ingest: Ingest
     causal_lm: CausalLM
     registry: Registry
@@ -319,6 +362,11 @@ class StudySettings:
     def uses_llm(self) -> bool:
         """The policy asks an LLM for some runs at least (its proposals of a generation go one after another)."""
         return self.policy in ("llm", "hybrid") or self.code_mode.enabled
+
+    @property
+    def is_continual(self) -> bool:
+        """Mode continual: runs train the champion further on queued data (autopilot.continual)."""
+        return self.mode == "continual"
 
 
 def _block_class(hint) -> type[Block] | None:

@@ -74,6 +74,32 @@ def _check_cross_fields(config: dict, source: str | Path | ConfigSource) -> None
             hint = config_errors.did_you_mean(key, config["baseline"])
             raise config_errors.problem(source, ("search_space", key), f"has no value in `baseline`{hint}")
     _check_code_mode(config, source)
+    _check_continual(config, source)
+
+
+def _check_continual(config: dict, source: str | Path | ConfigSource) -> None:
+    """Mode continual: one champion trained further on queued data, one run at a time; the curriculum feeds it."""
+    if config["curriculum"]["enabled"] and config["mode"] != "continual":
+        raise config_errors.problem(source, ("curriculum", "enabled"), "the curriculum feeds a continual study: set "
+                                    "`mode: continual` (or curriculum.enabled: false)")
+    if config["mode"] != "continual":
+        return
+    needs = [(("task",), config["task"], "causal_lm", "continual training fine-tunes a causal LM"),
+             (("data", "source"), config.get("data", {}).get("source"), "queue",
+              "each run trains on the head of the dataset queue"),
+             (("generation_size",), config["generation_size"], 1,
+              "each run starts from the champion the run before it left"),
+             (("registry", "lora"), config["registry"]["lora"], "merge",
+              "the next run starts from the champion's weights as one folder")]
+    for path, value, wanted, why in needs:
+        if value != wanted:
+            raise config_errors.problem(source, path, f"mode `continual` needs `{'.'.join(path)}: {wanted}` ({why}), "
+                                        f"not {value!r}")
+    names = [s["name"] for s in config["continual"]["eval_sets"]]
+    clash = sorted({n for n in names if names.count(n) > 1 or n == "val"})
+    if clash:
+        raise config_errors.problem(source, ("continual", "eval_sets"), f"set names must be unique and not `val` "
+                                    f"(data.val_file is the set `val`): {', '.join(clash)}")
 
 
 def _check_code_mode(config: dict, source: str | Path | ConfigSource) -> None:
