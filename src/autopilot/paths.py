@@ -4,6 +4,7 @@
     <root>/inbox/.ingesting/            files ingest has claimed (renamed away from their name) while it reads them
     <root>/queue/{high,normal,low}/     validated dataset files, oldest first
     <root>/queue/{failed,processing,done}/
+    <root>/queue/quarantine/            continual mode: datasets whose run regressed the champion, with the evidence
     <root>/control/{pause,stop,skip}    control files (their existence is the signal);
     <root>/control/stop-after-run       ...and `stop` without --now: no new run once the current one ends
     <root>/status/status.json           live phase, run, step, heartbeat
@@ -15,6 +16,8 @@
                                         test_scores.jsonl, and one folder per champion kept (<run>/)
     <root>/runs/<study>/<run>/code/     code mode: the run's worktree (tree/) and attempts (attempt-k/)
     <root>/runs/<study>/pending/        code mode: patches waiting for `autopilot approve` (<run>.json, <run>.diff)
+    <root>/runs/<study>/curriculum.json the curriculum: per skill its level and evaluation history
+    <root>/runs/<study>/curriculum/<skill>/level-NN.eval.jsonl   the held-out set of each level reached
 
 Run ids are zero-padded numbers so that `ls` and `sorted()` give the order in which runs were made.
 """
@@ -74,6 +77,8 @@ class RunPaths:
     worktree = property(lambda self: self.dir / "code" / "tree")  # the run's code, checked out to train
     sandbox = property(lambda self: self.dir / "sandbox.json")  # what each sandboxed process had and lacked
     evaluation = property(lambda self: self.dir / "evaluation.json")  # the sealed evaluator's output
+    # continual mode: the champion's scores on the run's evaluation sets, measured by the trainer before its first step
+    eval_before = property(lambda self: self.dir / "eval_before.json")
 
     def attempt_dir(self, k: int) -> Path:
         """Code mode: attempt k (1, 2, ...) of the run's patch: its worktree, diff and checks' logs."""
@@ -114,6 +119,13 @@ class StudyPaths:
     pending = property(lambda self: self.dir / "pending")  # code mode: patches waiting for a person's approval
     code_repo = property(lambda self: self.dir / "code.git")  # code mode, a project that is not a git checkout
     code_lock = property(lambda self: self.dir / ".code.lock")
+    curriculum = property(lambda self: self.dir / "curriculum.json")  # per skill: level, evaluations, advances
+    curriculum_dir = property(lambda self: self.dir / "curriculum")  # the held-out sets of the levels reached
+    curriculum_lock = property(lambda self: self.dir / ".curriculum.lock")
+
+    def held_out(self, skill: str, level: int) -> Path:
+        """The held-out evaluation set of one curriculum level: generated once, never trained on."""
+        return self.dir / "curriculum" / skill / f"level-{level:02d}.eval.jsonl"
 
     def pending_record(self, run_id: str) -> Path:
         return self.dir / "pending" / f"{run_id}.json"
@@ -193,6 +205,8 @@ class Project:
     snakemake_locks = property(lambda self: self.root / ".snakemake" / "locks")
     processing = property(lambda self: self.root / "queue" / "processing")
     done = property(lambda self: self.root / "queue" / "done")
+    quarantine = property(lambda self: self.root / "queue" / "quarantine")  # continual: datasets that regressed
+    quarantine_retried = property(lambda self: self.root / "queue" / "quarantine" / "retried")  # their evidence
     config_readme = property(lambda self: self.root / "config" / "README.md")  # written by `autopilot config docs`
     token_cache = property(lambda self: self.root / "cache" / "tokens")  # tokenized data, by content hash
 
