@@ -86,12 +86,14 @@ def get_planned_outputs(wildcards):
 
 def get_propose_inputs(wildcards):
     """The verdicts of every run of the previous generation, only when those runs are new in this invocation
-    (finished runs are read from disk by the command, never declared: that keeps them out of the DAG). The
+    (finished runs are read from disk by the command, never declared: that keeps them out of the DAG); in a
+    continual study their champion steps, since the next run starts from the champion they leave. The
     first new generation waits for ingest. An LLM proposes the runs of a generation one after another, each
     seeing the proposals before it (TPE's constant liar needs no such order)."""
     previous = PLAN.previous(wildcards.run)
+    waits_for = "registry.json" if STUDY.settings.is_continual else "verdict.json"
     inputs = (
-        {"previous": [f"{RUNS}/{run}/verdict.json" for run in previous]}
+        {"previous": [f"{RUNS}/{run}/{waits_for}" for run in previous]}
         if previous
         else {"ingest": "queue/.ingest.done"}
     )

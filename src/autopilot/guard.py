@@ -202,13 +202,23 @@ def build_config(study: Study, proposal: dict) -> dict:
     """The config.json of a run whose proposal passed: the baseline with the overrides, its seed, data and paths."""
     run_id = proposal["run_id"]
     overrides = normalize(proposal["overrides"], study.search_space)
-    return config_document(
+    data = resolve_data(study, run_id)
+    init_model = study.settings.model.path if study.settings.model else None  # causal_lm: the model folder
+    start = None
+    if study.settings.is_continual:  # from the champion's weights; measured with it on the study's sets
+        from autopilot.continual.start import run_start
+
+        start = run_start(study)
+        init_model, data = start.init_model, {**data, "eval_sets": start.eval_sets}
+    config = config_document(
         run_id, study.name, study.settings.task, seed=ledger.derive_seed(study.settings.seed, run_id, 0),
         hparams={**study.settings.baseline, **overrides}, overrides=overrides, metric=dict(study.config["metric"]),
-        max_seconds=study.settings.budget.max_seconds_per_run, data=resolve_data(study, run_id),
-        init_model=study.settings.model.path if study.settings.model else None,  # causal_lm: the model folder
+        max_seconds=study.settings.budget.max_seconds_per_run, data=data, init_model=init_model,
         # causal_lm: how it uses the hardware (autopilot.train.lm_runtime), the same for every run of the study
         causal_lm=dataclasses.asdict(study.settings.causal_lm) if study.settings.task == "causal_lm" else None)
+    if start is not None:
+        config["champion"] = start.champion
+    return config
 
 
 def config_document(run_id: str, study: str, task: str, *, seed: int, hparams: dict, metric: dict,

@@ -107,12 +107,16 @@ def guard_cmd(project: Project, study_name: str | None, run_id: str) -> None:
 def train(project: Project, study_name: str | None, run_id: str) -> None:
     """Train the run's guarded config.json (and the extra seeds the judge's protocol asks for).
 
+    In a continual study: one trainer, from the champion's weights, on the run's claimed dataset.
+
     The trainer runs in its own process group, killed past budget.max_seconds_per_run; whatever
     happens, trainer_summary.json is written. A trainer failure is recorded, not raised: the loop goes on.
     """
-    from autopilot.train.runner import train_run
+    from autopilot.continual import training
+    from autopilot.train import runner
 
-    summaries = train_run(resolve_study(project, study_name), run_id)
+    study = resolve_study(project, study_name)
+    summaries = (training if study.settings.is_continual else runner).train_run(study, run_id)
     first = summaries[0]
     click.echo(f"run {run_id}: {first['status']}, {first['metric']['name']}={first['metric']['value']} "
                f"({len(summaries)} seed(s))")
@@ -127,11 +131,15 @@ def judge_cmd(project: Project, study_name: str | None, run_id: str) -> None:
     """Compare the run with the best so far and write verdict.json.
 
     improved / regressed / inconclusive by a one-sided interval over seed-level metrics that clears the
-    study's measured seed noise; the paired bootstrap interval over examples is recorded beside it.
+    study's measured seed noise; the paired bootstrap interval over examples is recorded beside it. In a
+    continual study: the challenger against the champion on every evaluation set, paired per example (Holm over
+    the sets); then the run's dataset goes to queue/done/ or queue/quarantine/ and the curriculum records it.
     """
-    from autopilot.judge.verdicts import judge_run
+    from autopilot.continual import judging
+    from autopilot.judge import verdicts
 
-    verdict = judge_run(resolve_study(project, study_name), run_id)
+    study = resolve_study(project, study_name)
+    verdict = (judging if study.settings.is_continual else verdicts).judge_run(study, run_id)
     click.echo(f"run {run_id}: {verdict['verdict']}: {verdict['reason']}")
 
 

@@ -34,7 +34,8 @@ def claim_for_run(project: Project, run: RunPaths) -> dict:
         raise LoopHalted("data.source is `queue` and the queue is empty: drop a dataset into inbox/")
     report = fsio.read_json(queue.companion(entry, queue.REPORT_SUFFIX))
     claim = {"entry": str(entry.relative_to(project.root)), "spec": report["spec"],
-             "priority": report["priority"], "sha256": report["sha256"]}
+             "priority": report["priority"], "sha256": report["sha256"], "source": report["source"],
+             "records": report["counts"].get("records")}
     fsio.atomic_write_json(run.data_claim, claim)
     return claim
 

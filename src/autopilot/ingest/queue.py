@@ -3,7 +3,9 @@
     queue/{high,normal,low}/<ms>-<seq>-<original>.jsonl   an accepted file, byte-identical to what was dropped
     queue/{high,normal,low}/<ms>-<seq>-<original>.report.json   its ingest report (spec, level, counts, sha256)
     queue/processing/   claimed by a trainer (entry and report move together)
-    queue/done/         trained on
+    queue/done/         trained on (continual mode: `<name>.outcome.json` beside it, the run and what it did)
+    queue/quarantine/   continual mode: its run regressed the champion; `<name>.evidence.json` says where and how much
+    queue/quarantine/retried/   evidence of entries that `retry` put back into their queue
     queue/failed/<name> + <name minus .jsonl>.reason.json   rejected, with the findings that rejected it
     queue/failed/retried/   reasons of failed entries that `retry` sent back to the inbox
 
@@ -18,6 +20,7 @@ Usage:
     ...train on it...
     queue.finish(project, entry)        # -> queue/done/
     queue.requeue(project, entry)       # or back to its priority folder, under its name
+    queue.quarantine(project, entry)    # continual mode: its run regressed the champion
     queue.describe(project), queue.counts(project), queue.retry(project, name)
 """
 
@@ -43,6 +46,8 @@ log = logging.getLogger(__name__)
 DATA_SUFFIX = ".jsonl"
 REPORT_SUFFIX = ".report.json"
 REASON_SUFFIX = ".reason.json"
+OUTCOME_SUFFIX = ".outcome.json"  # continual mode, in done/: the run that trained on it and what came of it
+EVIDENCE_SUFFIX = ".evidence.json"  # continual mode, in quarantine/: the per-set deltas that regressed
 META_SUFFIX = ".meta.yaml"
 MAX_NAME_BYTES = 255  # a file name longer than this cannot be created on ext4, xfs, btrfs or tmpfs
 CHUNK = 1 << 20
@@ -99,7 +104,8 @@ def failed_entries(project: Project) -> list[Path]:
 
 
 def all_folders(project: Project) -> list[Path]:
-    return [*(project.queue_dir(p) for p in PRIORITIES), project.processing, project.done, project.failed]
+    return [*(project.queue_dir(p) for p in PRIORITIES), project.processing, project.done, project.failed,
+            project.quarantine]
 
 
 def name_taken(project: Project, name: str) -> bool:
@@ -134,15 +140,24 @@ def finish(project: Project, path: Path) -> Path:
     return _release(project, Path(path), project.done)
 
 
+def quarantine(project: Project, path: Path) -> Path:
+    """Continual mode: move a claimed entry whose run regressed the champion to quarantine/ (`retry` takes it back)."""
+    return _release(project, Path(path), project.quarantine)
+
+
 def requeue(project: Project, path: Path) -> Path:
     """Put a claimed entry back into its priority folder under its own name (it keeps its place in line)."""
     path = Path(path)
+    return _release(project, path, project.queue_dir(_priority_of(path)))
+
+
+def _priority_of(path: Path) -> str:
     report = _report_of(path)
     priority = report.get("priority") if report else None
     if priority not in PRIORITIES:
         log.warning("%s has no report naming its priority; requeueing it as normal", path.name)
         priority = "normal"
-    return _release(project, path, project.queue_dir(priority))
+    return priority
 
 
 def _release(project: Project, path: Path, folder: Path) -> Path:
@@ -185,6 +200,12 @@ def describe(project: Project) -> list[dict]:
             rows.append({"folder": folder.name, "entry": entry.name, "spec": report.get("spec"),
                          "records": report.get("counts", {}).get("records"), "bytes": _size(entry),
                          "warnings": report.get("counts", {}).get("warnings")})
+    for entry in entries(project.quarantine):
+        evidence = _read(companion(entry, EVIDENCE_SUFFIX)) or {}
+        report = _report_of(entry) or {}
+        rows.append({"folder": "quarantine", "entry": entry.name, "spec": report.get("spec"),
+                     "records": report.get("counts", {}).get("records"), "bytes": _size(entry),
+                     "reason": evidence.get("reason")})
     for entry in failed_entries(project):
         reason = _read(companion(entry, REASON_SUFFIX)) or {}
         rows.append({"folder": "failed", "entry": entry.name, "spec": reason.get("spec"),
@@ -202,11 +223,15 @@ def counts(project: Project) -> dict[str, int]:
     for folder in [*(project.queue_dir(p) for p in PRIORITIES), project.processing, project.done]:
         found[folder.name] = len(entries(folder))
     found["failed"] = len(failed_entries(project))
+    found["quarantine"] = len(entries(project.quarantine))
     return found
 
 
 def retry(project: Project, name: str) -> Path:
-    """Move a failed entry back into the inbox under its original name; its reason goes to failed/retried/."""
+    """Move a failed entry back into the inbox under its original name; its reason goes to failed/retried/. A
+    quarantined entry (continual mode) goes back into its queue instead, already checked (`unquarantine`)."""
+    if (project.quarantine / Path(name).name).is_file():
+        return unquarantine(project, name)
     entry = project.failed / Path(name).name
     reason = companion(entry, REASON_SUFFIX)
     if not os.path.lexists(entry) or not reason.exists():
@@ -225,6 +250,32 @@ def retry(project: Project, name: str) -> Path:
         move_file(reason, history / reason.name)
     log.info("%s -> %s (its reason kept in %s)", entry.name, target, history)
     return target
+
+
+def unquarantine(project: Project, name: str) -> Path:
+    """Put a quarantined entry back into its priority folder under its name (its place in line kept); its evidence
+    goes to quarantine/retried/."""
+    entry = project.quarantine / Path(name).name
+    if not entry.is_file():
+        raise QueueError(f"no quarantined entry {name!r}; `autopilot queue list` shows them")
+    folder = project.queue_dir(_priority_of(entry))
+    evidence = companion(entry, EVIDENCE_SUFFIX)
+    with writer_lock(project):
+        folder.mkdir(parents=True, exist_ok=True)
+        if (folder / entry.name).exists():
+            raise QueueError(f"{folder / entry.name} exists; an entry is never overwritten (move one of them away)")
+        if evidence.exists():  # kept as history: a second quarantine of the same entry gets a numbered name
+            project.quarantine_retried.mkdir(parents=True, exist_ok=True)
+            target, n = project.quarantine_retried / evidence.name, 1
+            while target.exists():
+                n += 1
+                target = project.quarantine_retried / evidence.name.replace(EVIDENCE_SUFFIX, f".{n}{EVIDENCE_SUFFIX}")
+            move_file(evidence, target)
+        os.rename(entry, folder / entry.name)
+        _move_report(entry, folder / entry.name)
+        fsio.fsync_path(folder)
+    log.info("%s -> %s (its evidence kept in %s)", entry.name, folder, project.quarantine_retried)
+    return folder / entry.name
 
 
 def _size(path: Path) -> int:

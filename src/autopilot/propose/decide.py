@@ -74,6 +74,11 @@ def policy_function(name: str, audit: Audit | None = None, feedback: str = "", r
 
 
 def baseline_proposal(ctx: Context) -> dict:
+    if ctx.study.settings.is_continual:  # no seed protocol: the judge pairs the two models example by example
+        return {"overrides": {}, "rationale": "No run has been promoted yet: train the baseline config from the base "
+                "model on the head of the queue, and judge it against the base model on every evaluation set.",
+                "hypothesis": "Training on the queued data makes the base model better on at least one evaluation "
+                              "set without regressing any."}
     noise = ctx.study.settings.judge.noise_seeds
     return {
         "overrides": {},
@@ -140,6 +145,10 @@ def propose_run(study: Study, run_id: str, slot: Slot | None = None) -> dict:
     history = record.current_history(study)
     proposal, rejected = decide(study, run_id, history, Audit.for_run(study, run_id), slot)
     if study.settings.data.source == "queue":  # the run's dataset is the head of the queue, claimed now
+        if study.settings.is_continual and not run.data_claim.exists():
+            from autopilot.continual.start import before_claim
+
+            before_claim(study)  # the champion is exported; a low queue gets a curriculum batch first
         claims.claim_for_run(study.project, run)
     if rejected is not None:
         fsio.atomic_write_json(run.rejected_proposal, rejected)

@@ -75,7 +75,9 @@ def write(study: Study, run: RunPaths, source: Path, dest: Path) -> str:
     if task == "causal_lm":
         from autopilot.train.tasks import causal_lm
 
-        base = study.project.root / study.settings.model.path
+        # a LoRA is merged into the weights it was trained on: model.path, or in continual mode the champion the run
+        # started from (config.json init_model)
+        base = study.project.root / ((ledger.read_path(run.config) or {}).get("init_model") or study.settings.model.path)
         return causal_lm.export(source, base, dest, study.settings.registry.lora)
     if source.is_dir():
         shutil.copytree(source, dest)

@@ -54,6 +54,8 @@ PRELOAD = (
     "autopilot.guard",
     "autopilot.train.runner",
     "autopilot.judge.verdicts",
+    "autopilot.continual.judging",
+    "autopilot.continual.training",
     "autopilot.journal.record",
 )
 

@@ -13,6 +13,8 @@ section, see autopilot.train.lm_runtime; the next step's batches are built and s
 device still works on the current one. A checkpoint (weights as save_pretrained writes them, optimizer,
 scheduler, random states, data position) is written every `save_every` steps and when the run is stopped, and
 the task resumes from the last one when started again. The run ends with the sealed evaluation of causal_lm_eval.
+In continual mode (config.json data.eval_sets) the weights it starts from (the champion's) and those it ends
+with are both measured on every evaluation set of the run (autopilot.train.eval_sets), for the judge to pair.
 
 For the registry: `export` turns a LoRA checkpoint into one save_pretrained folder (adapters merged) or keeps the
 adapter; `load_champion` loads either for `autopilot serve`; `--test REQUEST OUT_DIR` scores the champion once on
@@ -39,7 +41,7 @@ from transformers.utils import logging as hf_logging
 
 from autopilot.errors import TrainerError
 from autopilot.paths import Project
-from autopilot.train import checkpoints, lm_data, lm_runtime, token_cache
+from autopilot.train import checkpoints, eval_sets, lm_data, lm_runtime, token_cache
 from autopilot.train.contract import TestRun, TrainerRun
 from autopilot.train.lm_runtime import Runtime
 from autopilot.train.tasks import causal_lm_eval
@@ -251,6 +253,7 @@ class Setup:
     metric_name: str
     total_steps: int
     state: dict | None  # the checkpoint resumed from
+    sets: list[eval_sets.LoadedSet]  # continual mode: every set champion and challenger are measured on
 
     @property
     def pad_id(self) -> int:
@@ -288,8 +291,9 @@ def prepare(run: TrainerRun, cfg: TrainConfig, rt: Runtime) -> Setup:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         checkpoints.set_rng_state(state["rng"])  # last: the dropout of the next step draws from here
+    sets = eval_sets.load(run, tokenizer, model.config.max_position_embeddings, eval_set)
     return Setup(model, lm_runtime.Forward(model, rt.compile), rt, tokenizer, opt, sched, batches, eval_set,
-                 check_metric(run, eval_set), steps, state)
+                 check_metric(run, eval_set), steps, state, sets)
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -335,6 +339,8 @@ def train(run: TrainerRun) -> dict:
     rt = lm_runtime.resolve(run.config.get("causal_lm"), cfg.finetune)
     run.device = str(rt.device)
     s = prepare(run, cfg, rt)
+    # continual mode: the champion (the weights the run starts from) on every evaluation set, before any step
+    champion = eval_sets.before(run, s.model, s.tokenizer, s.sets, rt.device, resumed=s.state is not None)
     step, trained_before = (s.state["step"], s.state["trained_seconds"]) if s.state else (0, 0.0)
     run.log_metrics(step, event="resume" if s.state else "start", total_steps=s.total_steps,
                     trainable_params=sum(p.numel() for p in s.model.parameters() if p.requires_grad),
@@ -376,12 +382,15 @@ def train(run: TrainerRun) -> dict:
     run.end_training()
     run.train_seconds = time.monotonic() - t0
 
-    result = None
+    result, extra = None, {}
     if not run.should_end:  # stopped, skipped or out of time: no evaluation, only the checkpoint
         result = causal_lm_eval.evaluate(s.model, s.tokenizer, s.eval_set, rt.device,
                                          progress=lambda: run.heartbeat(phase="evaluate"))
         metric = result["metrics"][causal_lm_eval.PRIMARY]
         run.log_metrics(step, **result["metrics"])
+        if s.sets:  # continual mode: the challenger on the same sets
+            extra["eval_sets"] = eval_sets.report(s.sets, champion, eval_sets.measure(
+                run, s.model, s.tokenizer, s.sets, rt.device, val_result=result))
     # on stop too; a step saved already (stopped right after a save, resumed at the end) is kept as it is
     final = save_checkpoint(run, s, cfg, step, metric, trained_before + run.train_seconds) if step else None
     seconds = max(run.train_seconds, 1e-9)
@@ -396,7 +405,7 @@ def train(run: TrainerRun) -> dict:
         peak_memory_mb=peak_memory_mb(rt.device),
         checkpoint=str(final.relative_to(run.root)) if final else None,
         resumed_from_step=s.state["step"] if s.state else None,
-        runtime={**rt.record(), **s.forward.record()},
+        runtime={**rt.record(), **s.forward.record()}, **extra,
     )
 
 

@@ -7,6 +7,7 @@ Every run of a study is measured here, the same way, on the study's fixed valida
     perplexity    exp(total answer-token loss / answer tokens), over the whole file
     exact_match   (completion_v1, syllo_v1 only) share of examples whose greedy generation from the prompt,
                   trimmed, equals the expected answer, trimmed; per example 1.0 or 0.0
+    outputs       (asked for: `keep_outputs`) the generated texts themselves, for a skill's own grader
 
 Nothing a proposal may change reaches this module: the trainer's `max_length`, batch size and precision do
 not apply here. Sequences are cut to MAX_TOKENS (the model's context if shorter) from the left, so the
@@ -127,14 +128,16 @@ class _Heartbeat(StoppingCriteria):
 
 @torch.no_grad()
 def exact_match(model, tokenizer, eval_set: EvalSet, device: torch.device,
-                progress: Callable[[], None]) -> list[float]:
-    """1.0 where greedy generation from the prompt equals the answer (both trimmed), else 0.0; file order."""
+                progress: Callable[[], None]) -> tuple[list[float], list[str]]:
+    """1.0 where greedy generation from the prompt equals the answer (both trimmed), else 0.0, and the generated
+    texts; file order."""
     stop_ids = [tokenizer.eos_token_id]
     end = lm_data.turn_end(tokenizer)
     if end is not None:
         stop_ids.append(tokenizer.convert_tokens_to_ids(end))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     correct = [0.0] * len(eval_set.prompts)
+    texts = [""] * len(eval_set.prompts)
     order = sorted(range(len(eval_set.prompts)), key=lambda i: (-len(eval_set.prompts[i]), i))
     for start in range(0, len(order), GENERATION_BATCH):
         idx = order[start:start + GENERATION_BATCH]
@@ -152,26 +155,28 @@ def exact_match(model, tokenizer, eval_set: EvalSet, device: torch.device,
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config,
                                  stopping_criteria=StoppingCriteriaList([_Heartbeat(progress)]))
         for row, i in enumerate(idx):
-            text = tokenizer.decode(out[row, width:], skip_special_tokens=True)
-            correct[i] = float(text.strip() == eval_set.answers[i])
+            texts[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True)
+            correct[i] = float(texts[i].strip() == eval_set.answers[i])
         progress()
-    return correct
+    return correct, texts
 
 
 def evaluate(model, tokenizer, eval_set: EvalSet, device: torch.device, progress: Callable[[], None],
-             generate: bool = True) -> dict:
-    """Every metric of the eval set; `per_example` maps each metric with per-example scores to them."""
+             generate: bool = True, keep_outputs: bool = False) -> dict:
+    """Every metric of the eval set; `per_example` maps each metric with per-example scores to them; `outputs`
+    holds the generated texts when `keep_outputs` (exact-match specs only, else None)."""
     was_training = model.training
     model.eval()
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     losses, total, count = example_losses(model, eval_set, pad_id, device, progress)
     result = {"metrics": {"val_loss": sum(losses) / len(losses), "perplexity": math.exp(min(total / count, 50.0)),
                           "val_examples": float(len(losses)), "val_tokens": float(count)},
-              "per_example": {"val_loss": losses}}
+              "per_example": {"val_loss": losses}, "outputs": None}
     if generate and eval_set.spec in EXACT_MATCH_SPECS:
-        correct = exact_match(model, tokenizer, eval_set, device, progress)
+        correct, texts = exact_match(model, tokenizer, eval_set, device, progress)
         result["metrics"]["exact_match"] = sum(correct) / len(correct)
         result["per_example"]["exact_match"] = correct
+        result["outputs"] = texts if keep_outputs else None
     model.train(was_training)
     return result
 
