@@ -77,7 +77,8 @@ def write(study: Study, run: RunPaths, source: Path, dest: Path) -> str:
 
         # a LoRA is merged into the weights it was trained on: model.path, or in continual mode the champion the run
         # started from (config.json init_model)
-        base = study.project.root / ((ledger.read_path(run.config) or {}).get("init_model") or study.settings.model.path)
+        started = (ledger.read_path(run.config) or {}).get("init_model")
+        base = study.project.root / (started or study.settings.model.path)
         return causal_lm.export(source, base, dest, study.settings.registry.lora)
     if source.is_dir():
         shutil.copytree(source, dest)

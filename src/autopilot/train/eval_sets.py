@@ -55,7 +55,7 @@ def load(run: TrainerRun, tokenizer, max_positions: int, val: causal_lm_eval.Eva
 
 
 def measure(run: TrainerRun, model, tokenizer, sets: list[LoadedSet], device, val_result: dict | None = None) -> dict:
-    """Each set's metrics, per-example scores and (curriculum sets) generated texts; `val_result` is reused for `val`."""
+    """Each set's metrics, per-example scores and (curriculum sets) generated texts; `val_result` serves `val`."""
     out = {}
     for s in sets:
         if s.name == VAL and val_result is not None:
