@@ -16,6 +16,7 @@ under a lock.
 
 Usage:
     state = load(study)                                 # the levels: state["skills"]["binary"]["level"]
+    rows = summary(study)                               # per skill: level, recent accuracies, forgotten (status)
     record_run(study, "00007", model="00007", scores)   # scores: [Score("binary", 2, 33, 40), ...]
 """
 
@@ -159,3 +160,34 @@ def advance(study: Study, entry: dict, skill: str, run_id: str) -> list[tuple[st
              f"the last {c.window} evaluations (mean {mean:.0%}, at least {c.advance_at:.0%} needed)\n"
              f"- batches are generated at level {level + 1} from now on; level {level} is replayed and still "
              f"measured")]
+
+
+TREND = 6  # evaluations shown per skill by `autopilot status` and the report
+
+
+def summary(study: Study) -> dict[str, dict]:
+    """Per configured skill, for people: level, the last evaluations, what moving up needs, what is forgotten."""
+    c = study.settings.curriculum
+    if not c.enabled:
+        return {}
+    st = load(study) if study.paths.curriculum.exists() else None
+    out = {}
+    for skill in c.skills:
+        entry = st["skills"][skill] if st else fresh_skill(skill)
+        at_level = [e["accuracy"] for e in entry["evaluations"] if e["level"] == entry["level"]][-c.window:]
+        out[skill] = {"level": entry["level"], "max_level": entry["max_level"], "window": at_level,
+                      "needs": {"mean": c.advance_at, "over": c.window},
+                      "trend": [{"run_id": e["run_id"], "level": e["level"], "accuracy": e["accuracy"]}
+                                for e in entry["evaluations"][-TREND:]],
+                      "forgotten": entry["forgotten"], "advances": entry["advances"], "batches": entry["batches"]}
+    return out
+
+
+def describe(row: dict) -> str:
+    """One line: `level 2 of 5; at it 0.75 0.88 (needs a mean of 0.80 over 3); forgets level 1 (0.55)`."""
+    window = " ".join(f"{a:.2f}" for a in row["window"]) or "not measured yet"
+    line = (f"level {row['level']} of {row['max_level']}; at it {window} (needs a mean of {row['needs']['mean']:.2f} "
+            f"over {row['needs']['over']})")
+    if row["forgotten"]:
+        line += "; FORGETS " + ", ".join(f"level {f['level']} ({f['accuracy']:.2f})" for f in row["forgotten"])
+    return line

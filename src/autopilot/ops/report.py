@@ -28,6 +28,7 @@ from pathlib import Path
 from autopilot import fsio, ledger
 from autopilot.formatting import delta_text, describe_overrides
 from autopilot.judge import stats
+from autopilot.ops import continual_report
 from autopilot.paths import RunPaths
 from autopilot.registry import listing
 from autopilot.study import Study
@@ -194,6 +195,7 @@ def body(study: Study, data: dict, history: list[dict]) -> str:
         cards(data, history),
         "<h2>Champion</h2>",
         champion_section(study),
+        continual_report.section(study),
         "<h2>Metric per run</h2>",
         '<div id="metric-plot" class="plot"></div><div id="metric-legend" class="legend"></div>',
         "<p class='muted'>Bars: the judge's interval of the run's difference from the incumbent, placed at the "

@@ -47,6 +47,7 @@ def snapshot(study: Study, now: float | None = None) -> dict:
         "queue": queue.counts(project),
         "best": best(study, history),
         "champion": listing.champion_summary(study),
+        "continual": continual(study),
         "last_verdicts": [verdict_row(e) for e in history[-LAST_VERDICTS:][::-1]],
         "verdicts": dict(Counter(e["verdict"] for e in history)),
         "policies": dict(Counter(e["policy"] for e in history)),
@@ -55,6 +56,17 @@ def snapshot(study: Study, now: float | None = None) -> dict:
         "budget": budget_left(study, history),
         "daemon": daemon(project, now),
     }
+
+
+def continual(study: Study) -> dict | None:
+    """Mode continual: the data each champion was trained on, in order, and the curriculum per skill."""
+    if not study.settings.is_continual:
+        return None
+    from autopilot.continual import lineage
+    from autopilot.curriculum import state
+
+    steps = lineage.chain(study)
+    return {"lineage": steps, "lineage_text": lineage.describe(study, steps), "curriculum": state.summary(study)}
 
 
 def live(project: Project, now: float) -> dict:
@@ -143,8 +155,9 @@ def render(snap: dict) -> RenderableType:
     for label, cell in (("now", now_line(snap)), ("heartbeat", heartbeat_line(snap["live"])),
                         ("holds", holds_line(snap)), ("queue", queue_line(snap["queue"])),
                         ("best", best_line(snap["best"])),
-                        ("champion", listing.describe_champion(snap["champion"])), ("runs", runs_line(snap)),
-                        ("budget", budget_line(snap)), ("daemon", daemon_line(snap["daemon"]))):
+                        ("champion", listing.describe_champion(snap["champion"])), *continual_rows(snap["continual"]),
+                        ("runs", runs_line(snap)), ("budget", budget_line(snap)),
+                        ("daemon", daemon_line(snap["daemon"]))):
         grid.add_row(label, cell)
     title = Text(f"autopilot · study {snap['study']} · {snap['time']}", style="bold")
     return Group(title, grid, verdicts_table(snap["last_verdicts"]))
@@ -184,7 +197,20 @@ def holds_line(snap: dict) -> Text:
 
 def queue_line(q: dict) -> str:
     return (f"high {q.get('high', 0)} · normal {q.get('normal', 0)} · low {q.get('low', 0)}   "
-            f"(inbox {q.get('inbox', 0)}, processing {q.get('processing', 0)}, failed {q.get('failed', 0)})")
+            f"(inbox {q.get('inbox', 0)}, processing {q.get('processing', 0)}, failed {q.get('failed', 0)}"
+            + (f", quarantine {q['quarantine']}" if q.get("quarantine") else "") + ")")
+
+
+def continual_rows(c: dict | None) -> list[tuple[str, RenderableType]]:
+    """Mode continual: the champion's lineage, and one row per curriculum skill (forgetting in red)."""
+    if c is None:
+        return []
+    from autopilot.curriculum.state import describe
+
+    rows: list[tuple[str, RenderableType]] = [("trained on", c["lineage_text"])]
+    for skill, row in c["curriculum"].items():
+        rows.append((f"curriculum {skill}", Text(describe(row), style="bold red" if row["forgotten"] else "")))
+    return rows
 
 
 def best_line(b: dict | None) -> str:
