@@ -76,3 +76,4 @@ from autopilot.cli import models  # noqa: E402,F401  (registers models list, sho
 from autopilot.cli import serve  # noqa: E402,F401  (registers serve)
 from autopilot.cli import digest  # noqa: E402,F401  (registers digest)
 from autopilot.cli import code  # noqa: E402,F401  (registers code log|show|revert, approve, reject)
+from autopilot.cli import curriculum  # noqa: E402,F401  (registers curriculum show, curriculum generate)

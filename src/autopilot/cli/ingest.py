@@ -93,7 +93,7 @@ def ingest_cmd(project: Project, study_name: str | None) -> None:
 
 @main.group(name="queue")
 def queue_group() -> None:
-    """Look at and manage the dataset queue: queue/{high,normal,low}/, processing/, done/, failed/."""
+    """Look at and manage the dataset queue: queue/{high,normal,low}/, processing/, done/, failed/, quarantine/."""
 
 
 @queue_group.command(name="add")
@@ -126,7 +126,7 @@ def queue_add(ctx: click.Context, project: Project, file: Path, priority: str | 
 @pass_project
 @domain_errors
 def queue_list(project: Project, as_json: bool) -> None:
-    """List the entries waiting (high, normal, low, oldest first), in processing, and failed (with why)."""
+    """List the entries waiting (high, normal, low, oldest first), in processing, quarantined and failed (with why)."""
     from autopilot.ingest import queue
 
     rows = queue.describe(project)
@@ -163,7 +163,9 @@ def queue_retry(project: Project, name: str) -> None:
     """Move the failed entry NAME back into the inbox, to be ingested again on the next run.
 
     Its reason is kept, as history, in queue/failed/retried/ (and listed in the next report or reason).
-    Fix the file, or drop a corrected <name>.meta.yaml beside it, before the next ingest.
+    Fix the file, or drop a corrected <name>.meta.yaml beside it, before the next ingest. A quarantined entry
+    (continual mode: its run regressed the champion) goes straight back into its queue, in its place; its
+    evidence is kept in queue/quarantine/retried/.
     """
     from autopilot.ingest import queue
 
