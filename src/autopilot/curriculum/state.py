@@ -106,7 +106,10 @@ def record_run(study: Study, run_id: str, model: str | None, scores: list[Score]
 def evaluate(study: Study, entry: dict, skill: str, run_id: str, model: str | None,
              scores: dict[int, Score]) -> list[tuple[str, str]]:
     """Append one evaluation to a skill's entry; return the labbook notes of what changed."""
-    level = max(scores)  # the run measured the level that was current when it was guarded
+    scores = {k: s for k, s in scores.items() if k <= entry["level"]}  # a level not reached yet does not count
+    if not scores:
+        return []
+    level = max(scores)  # the current level (the run was guarded at it), or the highest measured below it
     top = scores[level]
     entry["evaluations"].append({
         "run_id": run_id, "model": model, "level": level, "accuracy": round(top.accuracy, 6), "correct": top.correct,
