@@ -1,6 +1,5 @@
 """Helpers of the continual-mode tests: a tiny model whose tokenizer knows binary numbers, a continual study in a
-throw-away project, level-1 binary problems split into files, and one iteration of the loop driven in-process
-(the same functions the workflow's rules call)."""
+throw-away project, level-1 binary problems split into files."""
 
 from __future__ import annotations
 
@@ -78,19 +77,3 @@ def load_study(root: Path) -> Study:
     study.freeze()
     return study
 
-
-def run_iteration(study: Study, run_id: str) -> dict:
-    """propose -> guard -> train -> judge -> journal -> champion, as the workflow's rules run them; the verdict."""
-    from autopilot.continual import judging, training
-    from autopilot.guard import guard_run
-    from autopilot.journal.record import journal_run
-    from autopilot.propose.decide import propose_run
-    from autopilot.registry.champion import step
-
-    propose_run(study, run_id)
-    guard_run(study, run_id)
-    training.train_run(study, run_id)
-    verdict = judging.judge_run(study, run_id)
-    journal_run(study, run_id)
-    step(study, run_id)
-    return verdict

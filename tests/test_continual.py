@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 from click.testing import CliRunner
 from continual_helpers import (
     STUDY,
@@ -177,8 +176,9 @@ def test_queued_files_train_the_champion_in_order_and_a_harmful_one_is_quarantin
         assert verdicts[1]["continual"]["sets"][[s["name"] for s in verdicts[1]["continual"]["sets"]].index(name)][
             "loss"]["champion"] == pytest.approx(verdicts[0]["value"] if name == "val" else
                                                  verdicts[0]["continual"]["sets"][1]["loss"]["challenger"], abs=1e-5)
-    base, one, two = (safetensors(root / "models" / "tiny-lm"), safetensors(root / "models" / STUDY / "00001" / "model"),
-                      safetensors(root / "models" / STUDY / "00002" / "model"))
+    champions = root / "models" / STUDY
+    base = safetensors(root / "models" / "tiny-lm")
+    one, two = safetensors(champions / "00001" / "model"), safetensors(champions / "00002" / "model")
     assert safetensors(root / summaries[0]["checkpoint"] / "model").keys() == one.keys()
     for key in one:
         assert (one[key] == safetensors(root / summaries[0]["checkpoint"] / "model")[key]).all()  # exported as trained
@@ -194,7 +194,8 @@ def test_queued_files_train_the_champion_in_order_and_a_harmful_one_is_quarantin
     [quarantined] = queue.entries(project.quarantine)
     evidence = fsio.read_json(queue.companion(quarantined, queue.EVIDENCE_SUFFIX))
     assert quarantined.name.endswith("c.jsonl") and evidence["run_id"] == "00003" and evidence["champion"] == "00002"
-    assert any(s["regressed"] for s in evidence["sets"]) and evidence["reason"] == verdicts[2]["reason"].split("; trained")[0]
+    assert any(s["regressed"] for s in evidence["sets"])
+    assert evidence["reason"] == verdicts[2]["reason"].split("; trained")[0]
     assert verdicts[2]["continual"]["data"]["outcome"] == "quarantined"
     labbook = (runs / "labbook.md").read_text()
     assert "queue/quarantine/" in labbook and "from champion run 00002" in labbook
