@@ -45,7 +45,7 @@ def stand_in_grade(expected: str, output: str) -> bool:
     return re.match(r"\s*[01]+(\s|$)", output) is not None
 
 
-SITECUSTOMIZE = f'''"""STAND-IN GRADER of tests/test_curriculum_loop.py in the workflow's processes (its docstring says why)."""
+SITECUSTOMIZE = f'''"""STAND-IN GRADER of tests/test_curriculum_loop.py (its docstring says why), for the workflow."""
 import re
 
 import autopilot.curriculum.binary as _binary
