@@ -73,6 +73,9 @@ def write(study: Study, run: RunPaths, source: Path, dest: Path) -> str:
         cnn_digits.export(source, ledger.read_path(run.config)["hparams"], dest)
         return "pytorch_state_dict"
     if task == "causal_lm":
+        if (source / "model").is_dir():  # a full fine-tune: its save_pretrained folder as trained; copied without
+            shutil.copytree(source / "model", dest)  # importing the task (peft, transformers: seconds per promotion)
+            return "transformers"
         from autopilot.train.tasks import causal_lm
 
         # a LoRA is merged into the weights it was trained on: model.path, or in continual mode the champion the run
