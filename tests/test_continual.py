@@ -164,6 +164,9 @@ def test_queued_files_train_the_champion_in_order_and_a_harmful_one_is_quarantin
     # in order, each from the champion the run before left
     assert [Path(c["data"]["train_file"]).name.split("-", 2)[2] for c in configs] == ["a.jsonl", "b.jsonl", "c.jsonl"]
     assert [c["champion"] for c in configs] == [None, "00001", "00002"]
+    proposals = [fsio.read_json(runs / f"0000{k}" / "proposal.json") for k in (1, 2, 3)]
+    assert [p["policy"] for p in proposals] == ["baseline", "tpe", "tpe"]  # configs are still searched
+    assert all(c["hparams"]["lr"] == p["overrides"]["lr"] for c, p in zip(configs[1:], proposals[1:], strict=True))
     assert [c["init_model"] for c in configs] == ["models/tiny-lm", f"models/{STUDY}/00001/model",
                                                   f"models/{STUDY}/00002/model"]
     assert [s["name"] for s in configs[0]["data"]["eval_sets"]] == ["val", "second"]
