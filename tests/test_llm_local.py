@@ -59,8 +59,9 @@ def local_llm():
 
 def test_three_iterations_against_smollm2(tmp_path, monkeypatch, local_llm):
     monkeypatch.setenv("AUTOPILOT_LLM_BASE_URL", local_llm)
+    # one answer per proposal: the repair loop's second asks are tested against a scripted server (test_llm_policy)
     root = make_project(tmp_path / "p", policy="llm", iterations=3, mentor={"every_n_runs": 3},
-                        llm={"timeout_seconds": 240, "max_tokens": 400, "retries": 1})
+                        llm={"timeout_seconds": 240, "max_tokens": 400, "retries": 1, "max_attempts": 1})
     snakemake(root, timeout=900)
     study = root / "runs" / "digits_cnn"
     assert sorted(p.parent.name for p in study.glob("*/verdict.json")) == ["00001", "00002", "00003"]

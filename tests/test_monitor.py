@@ -161,7 +161,7 @@ def test_the_command_prints_its_address_and_stops_on_ctrl_c(study):
     url = line.split()[1]
     assert json.loads(get(url + "api/status")[2])["study"] == "digits_cnn"
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=10) == 0
+    assert proc.wait(timeout=30) == 0  # 11 s were seen under a load of 5 on 2 cores
 
 
 def test_a_busy_port_is_a_clear_error(study):

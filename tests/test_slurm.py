@@ -16,6 +16,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -173,9 +174,11 @@ def study_files(root: Path) -> tuple[list[dict], dict[str, dict]]:
 
 def test_a_two_generation_study_runs_through_slurm_and_matches_the_local_run(slurm_cluster, tmp_path):
     local = make_project(tmp_path / "local", **STUDY)
-    snakemake(local)
     cluster = make_project(tmp_path / "cluster", **STUDY)
-    proc = run_through_slurm(cluster)
+    with ThreadPoolExecutor(1) as pool:  # the local study trains while the SLURM one mostly waits for its polls
+        local_done = pool.submit(snakemake, local)
+        proc = run_through_slurm(cluster)
+        local_done.result()
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
 
     # the training jobs went through SLURM: submitted, given job ids, and finished there
