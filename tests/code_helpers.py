@@ -30,7 +30,8 @@ def code_study_config(**code_mode) -> dict:
     """The example study (examples/code_mode/study.yaml), small and fast: runs of a few epochs."""
     config = yaml.safe_load((REPO / "examples" / "code_mode" / "study.yaml").read_text())
     config.update(iterations=1, baseline={"lr": 0.5, "epochs": 8, "l2": 0.0001},
-                  judge={"noise_seeds": 1, "confirm_seeds": 1, "max_confirm_seeds": 1, "noise_keys": ["lr"]},
+                  judge={"noise_seeds": 1, "select_seeds": 1, "confirm_seeds": 2, "record_seeds": 1,
+                         "incumbent_seeds": 2, "noise_keys": ["lr"]},
                   budget={"max_seconds_per_run": 60, "max_retries": 0})
     config["code_mode"] = {**config["code_mode"], "every_n_runs": 2, "max_attempts": 2, "check_seconds": 30,
                            "smoke_steps": 2, "memory_mb": 1024, **code_mode}

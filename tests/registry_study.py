@@ -47,7 +47,8 @@ def make_registry_project(root: Path, with_test: bool = True, **overrides) -> Pa
         "trainer": trainer,
         "baseline": {"quality": 0.7},
         "search_space": {"quality": {"type": "float", "low": 0.5, "high": 0.9}},
-        "judge": {"noise_seeds": 1, "confirm_seeds": 1, "max_confirm_seeds": 1, "noise_keys": []},
+        "judge": {"noise_seeds": 1, "select_seeds": 1, "confirm_seeds": 2, "record_seeds": 1, "incumbent_seeds": 2,
+                  "noise_keys": []},
         **overrides,
     }
     make_project(root, **config)

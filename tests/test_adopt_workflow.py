@@ -11,7 +11,7 @@ from test_workflow import finished_runs
 from autopilot import fsio
 from autopilot.cli import main
 
-FAST_JUDGE = {"noise_seeds": 1, "confirm_seeds": 1, "max_confirm_seeds": 1}
+FAST_JUDGE = {"noise_seeds": 1, "select_seeds": 1, "confirm_seeds": 2, "record_seeds": 1, "incumbent_seeds": 2}
 
 
 def example_project(tmp_path, study_file: str, **changes):

@@ -29,7 +29,7 @@ FAST_BASELINE = {"max_steps": 4, "epochs": 1, "batch_size": 8, "save_every": 2, 
 def example_config(**changes) -> dict:
     config = yaml.safe_load(EXAMPLE.read_text())
     config["baseline"].update(FAST_BASELINE)
-    config["judge"] = {"noise_seeds": 1, "confirm_seeds": 1, "max_confirm_seeds": 1}
+    config["judge"] = {"noise_seeds": 1, "select_seeds": 1, "confirm_seeds": 2, "record_seeds": 1, "incumbent_seeds": 2}
     return {**config, **changes}
 
 

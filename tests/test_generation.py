@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 from helpers import FAST_STUDY  # noqa: E402
+from seed_script import ScriptedTrainer
 
 from autopilot import fsio, guard, ledger
 from autopilot.clock import now_iso
 from autopilot.journal import record
-from autopilot.journal.synthetic import SUMMARY_MANIFEST, write_runs
+from autopilot.journal.synthetic import write_runs
 from autopilot.judge.verdicts import judge_run
 from autopilot.ledger import Slot
 from autopilot.paths import Project
@@ -154,14 +155,31 @@ def test_next_config_is_taken_by_the_first_run_of_a_generation_only(tmp_path):
     assert first["policy"] == "manual" and second["policy"] == "tpe"
 
 
-def test_a_generation_with_no_successful_run_before_it_trains_the_baseline(tmp_path):
-    study = make_study(tmp_path, generation_size=2)
-    assert [p["policy"] for p in propose_generation(study, 1, 2)] == ["baseline", "baseline"]
+def test_a_generation_with_no_incumbent_trains_one_baseline_not_k(tmp_path):
+    study = make_study(tmp_path, generation_size=3)
+    assert propose_run(study, "00001", Slot(1, 0))["policy"] == "baseline"
+    fake_trained_run(study, "00001", [{"value": None, "status": "failed"}], Slot(1, 0))  # the baseline fails
+    judge_run(study, "00001")
+    record.sync(study)
+    proposals = [propose_run(study, r, Slot(2, i)) for i, r in enumerate(("00002", "00003", "00004"))]
+    assert [p["policy"] for p in proposals] == ["baseline", "tpe", "tpe"]  # the others explore
+    for run_id, values, place in (("00004", [0.85], 2), ("00003", [0.95], 1), ("00002", [0.80, 0.81], 0)):
+        fake_trained_run(study, run_id, values, Slot(2, place))  # judged and journaled in any finishing order
+        judge_run(study, run_id)
+        record.sync(study)
+    verdicts = {e["run_id"]: e for e in ledger.read_history(study.paths)}
+    assert [r for r, e in verdicts.items() if e["verdict"] == "baseline"] == ["00002"]
+    assert len(verdicts["00002"]["seed_values"]) == 1 + study.settings.judge.noise_seeds
+    for r in ("00003", "00004"):  # one seed each, compared with nothing (there was nothing to compare with)
+        assert verdicts[r]["verdict"] == "inconclusive" and verdicts[r]["compared_to"] is None
+        assert len(verdicts[r]["seed_values"]) == 1
+    assert ledger.best_entry(list(verdicts.values()))["run_id"] == "00002"
 
 
 # --- judging and journaling -------------------------------------------------------------------------------
-def fake_trained_run(study: Study, run_id: str, seed_values: list[float], slot: Slot) -> None:
-    """A run whose proposal, config and trainer summaries are on disk, as if trained: ready to be judged."""
+def fake_trained_run(study: Study, run_id: str, seed_values: list, slot: Slot, topups=(0.80, 0.81)) -> None:
+    """A run whose proposal and config are on disk, trained by the real runner on scripted seed values (cycled:
+    the protocol asks for the seeds it needs): ready to be judged."""
     run = study.paths.run(run_id)
     if not run.proposal.exists():
         proposal = {"run_id": run_id, "policy": "tpe", "overrides": {"lr": 0.001 * (1 + int(run_id) % 7)},
@@ -170,15 +188,8 @@ def fake_trained_run(study: Study, run_id: str, seed_values: list[float], slot: 
                     "fallback_from": None, "created_at": now_iso(), "generation": slot.generation,
                     "generation_index": slot.index}
         fsio.atomic_write_json(run.proposal, proposal)
-    config = guard.build_config(study, fsio.read_json(run.proposal))
-    for k, value in enumerate(seed_values):
-        seed_config = config if k == 0 else runner.seed_config(config, study, run.seed(k), k)
-        fsio.atomic_write_json(run.seed(k).config, seed_config)
-        summary = {"status": "completed", "metric": {"name": study.metric_name, "value": value, "goal": "maximize"},
-                   "per_example": None, "metrics": {}, "seed": k, "nonce": seed_config["nonce"], "steps": 1,
-                   "train_seconds": 1.0, "wall_seconds": 1.0, "device": "cpu", "checkpoint": None, "error": None,
-                   "manifest": SUMMARY_MANIFEST}
-        fsio.atomic_write_json(run.seed(k).summary, summary)
+    fsio.atomic_write_json(run.config, guard.build_config(study, fsio.read_json(run.proposal)))
+    runner.train_seeds(study, run_id, trainer=ScriptedTrainer({run_id: seed_values}, topups))
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ def cli(root, *args: str) -> None:
 
 def test_a_lost_ledger_line_does_not_make_a_run_a_second_baseline(tmp_path):
     root = make_slow_project(tmp_path / "p", steps=2, step_seconds=0.01,
-                             judge={"noise_seeds": NOISE_SEEDS, "confirm_seeds": 1, "max_confirm_seeds": 1,
-                                    "noise_keys": []})
+                             judge={"noise_seeds": NOISE_SEEDS, "select_seeds": 1, "confirm_seeds": 2,
+                                    "record_seeds": 1, "incumbent_seeds": 2, "noise_keys": []})
     snakemake(root, "--config", "iterations=1")
     study = Study.load(Project(root), root / "config" / "config.yaml")
     assert len(ledger.seed_summaries(study.paths.run("00001"))) == 1 + NOISE_SEEDS  # the baseline's noise floor

@@ -48,7 +48,8 @@ def test_enums_match_the_schemas(enum, schema, field):
     assert {e.value for e in enum} == set(schemas.load(schema)["properties"][field]["enum"])
 
 
-@pytest.mark.parametrize(("cls", "path"), [("MentorLLM", ("mentor", "llm")), ("Evaluator", ("code_mode", "evaluator"))])
+@pytest.mark.parametrize(("cls", "path"), [("MentorLLM", ("mentor", "llm")), ("Evaluator", ("code_mode", "evaluator")),
+                                           ("Constraints", ("judge", "constraints"))])
 def test_nested_blocks_have_exactly_the_keys_of_their_schema_block(cls, path):
     from autopilot import settings
 

@@ -28,6 +28,7 @@ class Verdict(StrEnum):
     FAILED = "failed"
     STOPPED = "stopped"
     SKIPPED = "skipped"
+    OVER_LIMIT = "over_limit"
 
 
 class Phase(StrEnum):

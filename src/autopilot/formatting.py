@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 VERDICT_STYLE = {"improved": "green", "baseline": "cyan", "regressed": "red", "failed": "red",
-                 "inconclusive": "yellow", "stopped": "magenta", "skipped": "magenta"}  # rich styles of verdicts
+                 "inconclusive": "yellow", "stopped": "magenta", "skipped": "magenta",
+                 "over_limit": "dark_orange"}  # rich styles of verdicts
 
 
 def describe_overrides(overrides: dict) -> str:

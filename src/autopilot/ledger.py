@@ -1,12 +1,19 @@
-"""Reading a study's results: the history ledger, the best run, the seeds of a run.
+"""Reading a study's results: the history ledger, the incumbent and its record, the seeds of a run.
 
-history.jsonl is the ledger: one line per finished run, written by the journal. The best run (incumbent)
-is derived from it, never kept as separate state. Runs are made in generations (several runs proposed together,
-trained side by side, each judged against the best run before its generation), so the incumbent is: among the
-promoted runs (`baseline` or `improved`) of the latest generation that has any, the one that beat the incumbent
-before that generation by the most. With one run per generation that is simply the last promoted run. A person
+history.jsonl is the ledger: one line per finished run, written by the journal. The incumbent (best run) is
+derived from it, never kept as separate state. Runs are made in generations (several runs proposed together,
+trained side by side, each judged against the incumbent before its generation). The incumbent is, in the latest
+generation that promoted any run (`baseline` or `improved`), the promoted run with the best mean on its fresh
+confirmation seeds (`value`): the seeds that selected a run are not the ones that rank it (see
+`autopilot.judge.protocol`). With one run per generation that is simply the last promoted run. A person
 may choose another (`autopilot models promote` or `rollback`, recorded in models/<study>/history.jsonl): that run
 is the incumbent until the judge promotes a run journaled after the choice (`incumbent`).
+
+Each line lists its seeds with the stage they served (`seeds`): a run's own seeds, and the seeds of the
+incumbent's config it trained to add to the incumbent's record (stage `incumbent`). The incumbent's record, the
+values every later run is compared with, is its seeds that took no part in any decision about it (all of the
+baseline's; a promoted run's `record` seeds, trained once its promotion was decided) and every `incumbent` seed
+that later runs trained for it. Lines written before seeds had stages are read as one group of such seeds.
 
 A seed's trainer_summary.json counts only when it answers that seed folder's config.json: each config.json
 carries a fresh `nonce` (`new_nonce`), which the trainer echoes in its summary. A summary that was there before
@@ -17,9 +24,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from autopilot import fsio, schemas
 from autopilot.enums import PROMOTING, RunStatus
@@ -28,6 +38,8 @@ from autopilot.paths import ModelPaths, RunPaths, StudyPaths, run_number
 log = logging.getLogger(__name__)
 
 PROMOTING_VERDICTS = tuple(sorted(PROMOTING))
+UNSELECTED_STAGES = ("baseline", "record")  # seeds that played no part in any decision about their run
+OWN_STAGES = ("baseline", "screen", "select", "confirm", "record")  # a run's own config, not `incumbent`
 
 
 @dataclass(frozen=True)
@@ -38,8 +50,28 @@ class Slot:
     index: int
 
 
-def derive_seed(study_seed: int, run_id: str, k: int) -> int:
-    """Seed of the k-th seed of a run: stable, independent of everything but the study seed and run id."""
+@dataclass(frozen=True)
+class SeedRecord:
+    """One trained seed as the judge sees it: its stage, outcome and costs."""
+
+    k: int
+    stage: str  # baseline | screen | select | confirm | record | incumbent (the incumbent's config, for its record)
+    status: str
+    value: float | None  # the metric, None unless the seed completed with a finite value
+    per_example: np.ndarray | None
+    error: str | None
+    seed: int | None = None
+    wall_seconds: float | None = None
+    peak_memory_mb: float | None = None
+    parameters: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.value is not None
+
+
+def derive_seed(study_seed: int, run_id: str, k: int | str) -> int:
+    """Seed of the k-th seed of a run: stable, independent of everything but the study seed, run id and k."""
     digest = hashlib.sha256(f"{study_seed}:{run_id}:{k}".encode()).digest()
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
@@ -79,14 +111,52 @@ def before_generation(history: list[dict], generation: int) -> list[dict]:
 
 
 def best_entry(history: list[dict]) -> dict | None:
+    """The incumbent: the promoted run of the latest promoting generation with the best fresh mean."""
     promoted = [e for e in history if e["verdict"] in PROMOTING_VERDICTS]
     if not promoted:
         return None
     latest = max(generation_of(e) for e in promoted)
-    # every promoted run of one generation was compared with the same incumbent, so |delta| orders them
-    # (a run of a generation with no incumbent is a `baseline` without delta: the first by id wins)
-    return max((e for e in promoted if generation_of(e) == latest),
-               key=lambda e: (abs(e["delta"] or 0.0), -run_number(e["run_id"])))
+    group = [e for e in promoted if generation_of(e) == latest]
+    if len(group) == 1:
+        return group[0]
+    # every promoted run of one generation beat the same incumbent, so the sign of its delta is the metric's
+    # direction; their `value` is the mean of their fresh confirmation seeds (ties: the first by id)
+    sign = 1.0 if (group[0]["delta"] or 0.0) >= 0 else -1.0
+    return max(group, key=lambda e: (sign * (e["value"] if e["value"] is not None else -sign * math.inf),
+                                     -run_number(e["run_id"])))
+
+
+def entry_seeds(entry: dict) -> list[dict]:
+    """A history entry's seeds ({k, stage, status, value}); a line written before stages existed: its seed
+    values as one group (the baseline's, or those of a run selected on them: `legacy`)."""
+    if entry.get("seeds") is not None:
+        return entry["seeds"]
+    stage = "baseline" if entry["verdict"] == "baseline" else "legacy"
+    return [{"k": k, "stage": stage, "status": "completed", "value": v} for k, v in enumerate(entry["seed_values"])]
+
+
+def stage_values(entry: dict, *stages: str) -> list[float]:
+    return [s["value"] for s in entry_seeds(entry) if s["stage"] in stages and s["value"] is not None]
+
+
+def unselected_values(entry: dict) -> list[float]:
+    """The seeds of a run that took no part in any decision about it; for a line without stages, all its seeds."""
+    if entry.get("seeds") is None:
+        return list(entry["seed_values"])
+    return stage_values(entry, *UNSELECTED_STAGES)
+
+
+def topup_values(history: list[dict], run_id: str) -> list[float]:
+    """Seeds of `run_id`'s config that later runs trained for its record, in the order they were journaled."""
+    return [v for e in history if e.get("compared_to") == run_id for v in stage_values(e, "incumbent")]
+
+
+def incumbent_values(history: list[dict], entry: dict) -> list[float]:
+    """The incumbent's record: its seeds that decided nothing about it, and the seeds later runs added to it. A
+    run without such seeds (one a person chose with `autopilot models promote`, or one promoted in a study whose
+    seeds all agree, judged on a single seed) starts from its fresh confirmation seeds, or else its own seeds."""
+    own = unselected_values(entry) or stage_values(entry, "confirm") or stage_values(entry, *OWN_STAGES)
+    return own + topup_values(history, entry["run_id"])
 
 
 def champion_events(models: ModelPaths) -> list[dict]:
@@ -118,6 +188,11 @@ def run_generation(run: RunPaths) -> int:
     return proposal.get("generation") or run_number(run.id)
 
 
+def run_place(run: RunPaths) -> int:
+    """The run's place in its generation (0: the first, or a run proposed before generations existed)."""
+    return (read_path(run.proposal) or {}).get("generation_index") or 0
+
+
 def recorded_slot(run: RunPaths) -> Slot | None:
     """The generation and place an unfinished run's proposal.json records, if it got that far."""
     proposal = read_path(run.proposal) or {}
@@ -146,11 +221,23 @@ def bound_summary(seed: RunPaths) -> dict | None:
 
 
 def seed_summaries(run: RunPaths) -> list[tuple[int, dict]]:
-    """(k, summary) of every seed of a run that has a summary answering its config: seed 0 first."""
-    seeds = [(0, run)]
-    if run.seeds_dir.is_dir():
-        extra = [d for d in run.seeds_dir.iterdir() if d.name.startswith("seed-")]
-        seeds += [(int(d.name.split("-")[-1]), RunPaths(d)) for d in sorted(extra, key=lambda p: int(p.name[5:]))]
+    """(k, summary) of every seed of a run's own config with a summary answering its config: seed 0 first."""
+    return _bound([(0, run)] + _numbered(run.seeds_dir))
+
+
+def incumbent_seed_summaries(run: RunPaths) -> list[tuple[int, dict]]:
+    """(k, summary) of the seeds of the incumbent's config that the run trained for the incumbent's record."""
+    return _bound(_numbered(run.incumbent_seeds_dir))
+
+
+def _numbered(folder: Path) -> list[tuple[int, RunPaths]]:
+    if not folder.is_dir():
+        return []
+    extra = [d for d in folder.iterdir() if d.name.startswith("seed-")]
+    return [(int(d.name.split("-")[-1]), RunPaths(d)) for d in sorted(extra, key=lambda p: int(p.name[5:]))]
+
+
+def _bound(seeds: list[tuple[int, RunPaths]]) -> list[tuple[int, dict]]:
     found = [(k, bound_summary(seed)) for k, seed in seeds]
     return [(k, summary) for k, summary in found if summary is not None]
 
@@ -165,8 +252,48 @@ def first_summary(run: RunPaths) -> dict:
     return {"status": "failed", "metric": {"value": None}, "error": why}
 
 
+def metric_value(summary: dict) -> float | None:
+    """A summary's metric if the seed completed with a finite number (a user trainer may write NaN)."""
+    value = summary["metric"]["value"]
+    if summary["status"] != RunStatus.COMPLETED or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
 def is_success(summary: dict) -> bool:
-    return summary["status"] == RunStatus.COMPLETED and summary["metric"]["value"] is not None
+    return metric_value(summary) is not None
+
+
+def seed_error(summary: dict) -> str | None:
+    """Why a seed gave no usable metric (None when it did)."""
+    if summary["status"] != RunStatus.COMPLETED:
+        return f"status {summary['status']}: {(summary.get('error') or 'no error text')[-500:]}"
+    if metric_value(summary) is None:
+        return f"the trainer reported {summary['metric']['name']} = {summary['metric']['value']!r}, not a finite number"
+    return None
+
+
+def _record(k: int, stage: str, summary: dict) -> SeedRecord:
+    pe = summary.get("per_example")
+    return SeedRecord(
+        k=k, stage=stage, status=summary["status"], value=metric_value(summary),
+        per_example=None if not pe else np.asarray(pe["values"], dtype=np.float64),
+        error=seed_error(summary), seed=summary.get("seed"), wall_seconds=summary.get("wall_seconds"),
+        peak_memory_mb=summary.get("peak_memory_mb"), parameters=summary.get("parameters"))
+
+
+def seed_stage(seed_run: RunPaths, default: str) -> str:
+    """The stage a seed served, as its config.json records it (`default` for a run from before stages)."""
+    return (read_path(seed_run.config) or {}).get("seed_stage") or default
+
+
+def seed_records(run: RunPaths) -> list[SeedRecord]:
+    """Every seed of a run with a summary answering its config: its own (seed 0 first), then the incumbent's."""
+    own = [_record(k, seed_stage(run.seed(k), "legacy"), s) for k, s in seed_summaries(run)]
+    topups = [_record(k, "incumbent", s) for k, s in incumbent_seed_summaries(run)]
+    return own + topups
+
+
 
 
 def successful_seeds(run: RunPaths) -> list[dict]:
@@ -181,9 +308,20 @@ def example_goal(run: RunPaths) -> str | None:
     return None
 
 
-def noise_groups(history: list[dict], exclude: set[str]) -> list[list[float]]:
-    """Seed-level metric values of every multi-seed run in the ledger (the study's noise floor)."""
-    return [e["seed_values"] for e in history if len(e.get("seed_values") or []) >= 2 and e["run_id"] not in exclude]
+def noise_groups(history: list[dict]) -> list[list[float]]:
+    """Groups of seed values of one config each, none of them conditioned on its own spread: a run's stage-1
+    seeds (not its screen seed, which was kept only for beating the incumbent), its confirmation seeds, and its
+    record together with the seeds later runs added to it. Their pooled spread is the study's noise."""
+    topups: dict[str, list[float]] = {}
+    for e in history:
+        if e.get("compared_to"):
+            topups.setdefault(e["compared_to"], []).extend(stage_values(e, "incumbent"))
+    groups = []
+    for e in history:
+        groups.append(stage_values(e, "select"))
+        groups.append(stage_values(e, "confirm"))
+        groups.append(unselected_values(e) + topups.get(e["run_id"], []))
+    return [g for g in groups if len(g) >= 2]
 
 
 def code_changed(config: dict, incumbent: dict) -> bool:

@@ -18,6 +18,8 @@
     <root>/runs/<study>/pending/        code mode: patches waiting for `autopilot approve` (<run>.json, <run>.diff)
     <root>/runs/<study>/curriculum.json the curriculum: per skill its level and evaluation history
     <root>/runs/<study>/curriculum/<skill>/level-NN.eval.jsonl   the held-out set of each level reached
+    <root>/runs/<study>/<run>/seeds/seed-k/       the run's extra seeds (the same files)
+    <root>/runs/<study>/<run>/incumbent/seed-k/   seeds of the incumbent's config this run trained for the judge
 
 Run ids are zero-padded numbers so that `ls` and `sorted()` give the order in which runs were made.
 """
@@ -83,10 +85,15 @@ class RunPaths:
     def attempt_dir(self, k: int) -> Path:
         """Code mode: attempt k (1, 2, ...) of the run's patch: its worktree, diff and checks' logs."""
         return self.dir / "code" / f"attempt-{k}"
+    incumbent_seeds_dir = property(lambda self: self.dir / "incumbent")  # the incumbent's config, trained here
 
     def seed(self, k: int) -> RunPaths:
         """Extra seed `k` (1, 2, ...) of this run; seed 0 is the run folder itself."""
         return self if k == 0 else RunPaths(self.seeds_dir / f"seed-{k}")
+
+    def incumbent_seed(self, k: int) -> RunPaths:
+        """Seed `k` (1, 2, ...) of the incumbent's config that this run trained to add to the incumbent's record."""
+        return RunPaths(self.incumbent_seeds_dir / f"seed-{k}")
 
     def is_finished(self) -> bool:
         return self.verdict.exists()

@@ -43,6 +43,7 @@ class Metric(Block):
 @dataclass(frozen=True)
 class Tpe(Block):
     n_startup_trials: int
+    multivariate: bool
     max_history: int
 
 
@@ -112,14 +113,35 @@ class Daemon(Block):
 
 
 @dataclass(frozen=True)
+class Constraints(Block):
+    """`judge.constraints`: limits no promoted run may break (autopilot.judge.protocol); None: no limit."""
+
+    max_peak_memory_mb: float | None
+    max_wall_seconds: float | None
+    max_parameters: int | None
+
+
+@dataclass(frozen=True)
 class Judge(Block):
+    """`judge:` the seed protocol (autopilot.judge.protocol)."""
+
     confidence: float
     bootstrap_samples: int
     noise_seeds: int
+    select_seeds: int
     confirm_seeds: int
-    max_confirm_seeds: int
-    noise_keys: tuple[str, ...]
+    record_seeds: int
+    incumbent_seeds: int
     alpha: float
+    confirm_alpha: float
+    noise_keys: tuple[str, ...]
+    constraints: Constraints
+
+    @classmethod
+    def parse(cls, block: dict | None):
+        block = dict(block or {})
+        limits = Constraints.parse(block.pop("constraints", None))
+        return cls(**{k: _frozen(v) for k, v in block.items()}, constraints=limits)
 
 
 @dataclass(frozen=True)

@@ -128,12 +128,16 @@ def train(project: Project, study_name: str | None, run_id: str) -> None:
 @pass_project
 @domain_errors
 def judge_cmd(project: Project, study_name: str | None, run_id: str) -> None:
-    """Compare the run with the best so far and write verdict.json.
+    """Compare the run with the incumbent and write verdict.json.
 
-    improved / regressed / inconclusive by a one-sided interval over seed-level metrics that clears the
-    study's measured seed noise; the paired bootstrap interval over examples is recorded beside it. In a
-    continual study: the challenger against the champion on every evaluation set, paired per example (Holm over
-    the sets); then the run's dataset goes to queue/done/ or queue/quarantine/ and the curriculum records it.
+    A candidate is `improved` (promoted) only when its stage-1 seeds and then its fresh confirmation seeds each
+    clear a one-sided test against the incumbent's record, over seed-level metrics and the study's measured
+    seed noise; `over_limit` when it breaks a limit of judge.constraints. The verdict lists every seed with the
+    stage it served; the paired bootstrap interval over examples is recorded beside the tests. The run's seeds
+    must all be trained (autopilot train) first.
+
+    In a continual study: the challenger against the champion on every evaluation set, paired per example (Holm
+    over the sets); then the run's dataset goes to queue/done/ or queue/quarantine/ and the curriculum records it.
     """
     from autopilot.continual import judging
     from autopilot.judge import verdicts

@@ -47,7 +47,7 @@ def sync(study: Study) -> list[dict]:
             history.append(entry)
         best = ledger.best_entry(history)
         if best is not None and (ledger.read_path(paths.best) or {}).get("run_id") != best["run_id"]:
-            write_best(study, best, best["finished_at"])  # a sync killed between the commit point and best.json
+            write_best(study, best, best["finished_at"], history)  # killed between the commit point and best.json
     return history
 
 
@@ -69,10 +69,11 @@ def record(study: Study, run: RunPaths, entry: dict, history: list[dict], reason
     fsio.atomic_write_json(run.entry, entry)
     if not study.paths.labbook.exists():
         fsio.append_text(study.paths.labbook, labbook_header(study))
-    best = ledger.best_entry([*history, entry])  # a sibling of this generation may have improved by more
+    after = [*history, entry]
+    best = ledger.best_entry(after)  # a sibling of this generation may have a better mean on its fresh seeds
     previous = history[-1] if history else None
     counts = count_fallback(study, run.id, ledger.read_path(run.proposal) or {}) if entry["fallback_from"] else None
-    section = (generation_heading(study, entry, previous) + labbook_section(study, entry, reason, best)
+    section = (generation_heading(study, entry, previous, history) + labbook_section(study, entry, reason, best)
                + fallback_counts_line(counts))
     if section not in study.paths.labbook.read_text(encoding="utf-8", errors="replace"):  # recorded again: once
         fsio.append_text(study.paths.labbook, section)
@@ -81,13 +82,16 @@ def record(study: Study, run: RunPaths, entry: dict, history: list[dict], reason
         from autopilot.code import runs as code_runs
 
         code_runs.follow_champion(study, entry, best)
-    if entry["verdict"] in ledger.PROMOTING_VERDICTS:
-        write_best(study, best, entry["finished_at"])
+    added = ledger.stage_values(entry, "incumbent") and best is not None and entry["compared_to"] == best["run_id"]
+    if entry["verdict"] in ledger.PROMOTING_VERDICTS or added:  # a new incumbent, or a seed more in its record
+        write_best(study, best, entry["finished_at"], after)
 
 
-def write_best(study: Study, best: dict, updated_at: str) -> None:
+def write_best(study: Study, best: dict, updated_at: str, history: list[dict]) -> None:
+    """best.json: the incumbent, with the mean and seeds of its record (`ledger.incumbent_values`)."""
+    values = ledger.incumbent_values(history, best)
     fsio.atomic_write_json(study.paths.best, {
-        "run_id": best["run_id"], "value": best["value"], "seed_values": best["seed_values"],
+        "run_id": best["run_id"], "value": sum(values) / len(values), "seed_values": values,
         "metric": study.config["metric"], "verdict": best["verdict"], "params": best["params"],
         "updated_at": updated_at,
     })
@@ -122,6 +126,7 @@ def build_entry(study: Study, run: RunPaths, verdict: dict) -> dict:
         "finished_at": verdict["judged_at"],
         "attempts": max((s.get("attempts", 1) for s in summaries), default=1),
         **({"code": code_entry(config, proposal)} if config.get("code") else {}),
+        **seeds_and_costs(verdict),
     }
 
 
@@ -130,6 +135,16 @@ def code_entry(config: dict, proposal: dict) -> dict:
     from autopilot.code import runs as code_runs
 
     return code_runs.entry_code(config, proposal)
+
+
+def seeds_and_costs(verdict: dict) -> dict:
+    """The seeds by stage and the costs of a verdict (a verdict from before seed stages has neither)."""
+    out = {}
+    if "seeds" in verdict:
+        out["seeds"] = [{k: s[k] for k in ("k", "stage", "status", "value")} for s in verdict["seeds"]]
+    if verdict.get("costs"):
+        out["costs"] = verdict["costs"]
+    return out
 
 
 def fallback_reasons(proposal: dict) -> list[str]:
@@ -163,23 +178,56 @@ def labbook_header(study: Study) -> str:
             f"Each section is one finished run; its files are in runs/{study.name}/<run>/.\n")
 
 
-def generation_heading(study: Study, e: dict, previous: dict | None) -> str:
-    """A heading when this entry opens a generation, in a study that makes several runs per generation."""
+def generation_heading(study: Study, e: dict, previous: dict | None, history: list[dict] | None = None) -> str:
+    """A heading when this entry opens a generation, in a study that makes several runs per generation; it names
+    the incumbent and, when the generation before promoted several runs, how it was chosen among them."""
     if study.settings.generation_size == 1:
         return ""
     generation = ledger.generation_of(e)
     if previous is not None and ledger.generation_of(previous) == generation:
         return ""
     against = f": every run judged against run {e['compared_to']}" if e["compared_to"] else ""
-    return f"\n## Generation {generation}{against}\n"
+    return f"\n## Generation {generation}{against}\n" + choice_note(history or [], e["compared_to"])
 
 
-def promotion_note(e: dict, best: dict | None) -> str:
+def choice_note(history: list[dict], incumbent: str | None) -> str:
+    """How the incumbent was chosen when its generation promoted several runs: by their fresh means."""
+    entry = next((h for h in history if h["run_id"] == incumbent), None)
+    if entry is None or entry["verdict"] != "improved":
+        return ""
+    generation = ledger.generation_of(entry)
+    rivals = [h for h in history if ledger.generation_of(h) == generation and h["verdict"] == "improved"]
+    if len(rivals) < 2:
+        return ""
+    means = ", ".join(f"run {h['run_id']} {h['value']:.4f}" for h in rivals)
+    return (f"\nRun {incumbent} is the incumbent: generation {ledger.generation_of(entry)} promoted {len(rivals)} "
+            f"runs, and the incumbent is the one with the best mean on its fresh confirmation seeds ({means}), not "
+            "the one that beat the incumbent before it by the most.\n")
+
+
+def promotion_note(e: dict, best: dict | None, generation_size: int = 1) -> str:
     if e["verdict"] not in ledger.PROMOTING_VERDICTS:
         return ""
-    if best is None or best["run_id"] == e["run_id"]:
-        return "; new best"
-    return f"; promoted, but run {best['run_id']} of the same generation beat the incumbent by more and stays best"
+    if best is not None and best["run_id"] != e["run_id"]:
+        return (f"; promoted, but run {best['run_id']} of the same generation has the better mean on its fresh "
+                "confirmation seeds and is the incumbent")
+    if generation_size > 1 and e["verdict"] == "improved":
+        return ("; promoted, and the incumbent so far: among a generation's promoted runs the one with the best "
+                "mean on its fresh confirmation seeds is the incumbent")
+    return "; new incumbent"
+
+
+def seeds_line(name: str, e: dict) -> str:
+    """The run's seeds by stage: which ones selected it, which ones are its record."""
+    seeds = ledger.entry_seeds(e)
+    parts = []
+    for stage, label in (("baseline", "baseline"), ("screen", "screen"), ("select", "stage 1"),
+                         ("confirm", "fresh (stage 2)"), ("record", "record"), ("legacy", "seeds"),
+                         ("incumbent", "added to the incumbent")):
+        values = [s["value"] for s in seeds if s["stage"] == stage]
+        if values:
+            parts.append(f"{label}: " + ", ".join("failed" if v is None else f"{v:.4f}" for v in values))
+    return f"- result: {name} = {e['value']:.4f} ({'; '.join(parts)})"
 
 
 def labbook_section(study: Study, e: dict, reason: str, best: dict | None = None) -> str:
@@ -201,13 +249,14 @@ def labbook_section(study: Study, e: dict, reason: str, best: dict | None = None
     if e["rationale"]:
         lines.append(f"- rationale: {e['rationale']}")
     if e["value"] is not None:
-        seeds = ", ".join(f"{v:.4f}" for v in e["seed_values"])
-        lines.append(f"- result: {name} = {e['value']:.4f} (mean of {len(e['seed_values'])} seed(s): {seeds})")
+        lines.append(seeds_line(name, e))
     if e["compared_to"] and e["interval"]:
         iv = e["interval"]
-        lines.append(f"- against run {e['compared_to']}: delta {e['delta']:+.4f}, interval "
+        level = f"{iv['level']:.0%} " if iv.get("level") else ""
+        lines.append(f"- against run {e['compared_to']}: delta {e['delta']:+.4f}, {level}interval "
                      f"[{iv['low']:+.4f}, {iv['high']:+.4f}] by {iv['method']}")
-    lines.append(f"- verdict: **{e['verdict']}**: {reason}" + promotion_note(e, best))
+    lines.append(f"- verdict: **{e['verdict']}**: {reason}"
+                 + promotion_note(e, best, study.settings.generation_size))
     if e["error"]:
         tail = e["error"].strip().splitlines()[-1][:300]
         lines.append(f"- error: `{tail}`")

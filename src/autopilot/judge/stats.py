@@ -1,65 +1,61 @@
-"""The judge: is a run better than the best so far, worse, or can we not tell?
+"""The judge's statistics: a one-sided test over seed-level metrics, the noise it needs, the paired bootstrap.
 
-Seeds are the unit. Two seeds of one config give two different models, and one seed's errors move together
-across examples, so a paired test over examples alone calls a plain rerun "better" far too often. The
-judge therefore works at the level of seeds whenever the study's seed noise is measured:
+Values handed to `seed_test` are oriented (higher is better); the caller flips a metric to minimize. Nothing
+here knows about runs, files or the protocol (`autopilot.judge.protocol` decides which seeds are compared).
 
-* The baseline (first successful run) is trained with `noise_seeds` extra seeds; the spread of seed-level
-  metrics within every multi-seed run of the study is the noise floor (pooled standard deviation).
-* A candidate trains one seed. Unless it beats the incumbent's mean it is not confirmed further
-  (`needs_confirmation`). Otherwise it trains `confirm_seeds` more seeds (or `max_confirm_seeds` when it
-  changes a key that may change the noise, e.g. the learning rate), and is `improved` only when the
-  one-sided interval of the difference of seed means clears zero: a pooled t-test with the study's noise
-  floor, or Welch's test for noise-altering changes.
-* `regressed` when the interval lies below zero, `inconclusive` otherwise.
-
-The paired bootstrap over per-example scores (seed-averaged) gives each comparison's interval for the
-record and decides alone only where no seed noise could be measured.
+* `seed_test` compares the mean of a candidate's seeds with the mean of the incumbent's. Pooled: one standard
+  deviation for both sides, pooled over every group of seeds of the study (`pooled_noise`): with tens of
+  degrees of freedom it is far steadier than the two or five seeds of one run. Welch: each side keeps its own
+  variance, floored at the study's pooled variance, so that a run whose few seeds happen to agree never looks
+  more certain than the study's noise allows; Welch-Satterthwaite degrees of freedom, where a floored side
+  brings the pooled df.
+* The decision is one-sided at `alpha`; the interval reported beside it is two-sided at `confidence`, and says
+  so (a bound at t(1 - alpha) on each side is a 1 - 2 alpha interval, not a 1 - alpha one).
+* Zero seed variance (a trainer that ignores its seed) gives no test at all (`name: degenerate`): the standard
+  error is zero and p = 0 would be an artifact, not evidence. The caller falls back to the paired bootstrap.
+* `paired_bootstrap` resamples examples of the fixed evaluation set, pairing the two runs' per-example scores.
 
 Usage:
-    verdict = judge_run(study, run_id)
+    test = seed_test([0.95, 0.96, 0.955], [0.94, 0.945], Noise(0.008, 30), alpha=0.05, confidence=0.95)
 """
 
 from __future__ import annotations
 
-import logging
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from autopilot.settings import Judge
-
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
-class SeedResult:
-    value: float
-    per_example: np.ndarray | None
+class Noise:
+    """The study's seed noise: a pooled standard deviation and its degrees of freedom (0: not measured)."""
+
+    sd: float
+    df: int
+
+    @property
+    def measured(self) -> bool:
+        return self.df > 0
+
+    @property
+    def zero(self) -> bool:
+        """Every group of seeds gave identical values: the trainer ignores its seed."""
+        return self.measured and self.sd == 0.0
 
 
-@dataclass(frozen=True)
-class Interval:
-    low: float
-    high: float
-    method: str
-
-
-# --- statistics ---------------------------------------------------------------------------------------
-def paired_bootstrap(
-    cand: np.ndarray, inc: np.ndarray, confidence: float, samples: int, seed: int, maximize: bool = True
-) -> Interval:
-    """Percentile interval of mean(cand - inc) over examples resampled with replacement (paired)."""
-    diff = np.asarray(cand, dtype=np.float64) - np.asarray(inc, dtype=np.float64)
-    if not maximize:
-        diff = -diff  # "better" is always positive
+def paired_bootstrap(diff: np.ndarray, confidence: float, samples: int, seed: int) -> dict:
+    """Resample the examples of `diff` (per-example candidate - incumbent, oriented: positive is better) with
+    replacement: the percentile interval of the mean at `confidence`, and the shares of resamples whose mean is
+    not above zero (`p_not_better`) and not below it (`p_not_worse`): one-sided bootstrap p-values."""
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(diff), size=(samples, len(diff)))
     means = diff[idx].mean(axis=1)
-    alpha = 1.0 - confidence
-    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return Interval(float(low), float(high), "paired_bootstrap")
+    tail = (1.0 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return {"low": float(low), "high": float(high), "p_not_better": float(np.mean(means <= 0.0)),
+            "p_not_worse": float(np.mean(means >= 0.0))}
 
 
 def _betacf(a: float, b: float, x: float) -> float:
@@ -102,8 +98,10 @@ def t_sf(t: float, df: float) -> float:
     return tail if t > 0 else 1.0 - tail
 
 
+@functools.lru_cache(maxsize=4096)
 def t_quantile(p: float, df: float) -> float:
-    """The t with P(T <= t) = p, by bisection on t_sf (monotone), to 1e-10."""
+    """The t with P(T <= t) = p, by bisection on t_sf (monotone), to 1e-10 (cached: a study asks for the same
+    few levels and pooled degrees of freedom again and again)."""
     if p == 0.5:
         return 0.0
     if p < 0.5:
@@ -122,128 +120,60 @@ def t_quantile(p: float, df: float) -> float:
     return 0.5 * (lo + hi)
 
 
-def pooled_noise(groups: list[list[float]]) -> tuple[float, int]:
+def pooled_noise(groups: list[list[float]]) -> Noise:
     """Pooled within-group standard deviation and its degrees of freedom (groups of size < 2 add nothing)."""
-    ss, df = 0.0, 0
+    ss, df, identical = 0.0, 0, True
     for g in groups:
         if len(g) >= 2:
             a = np.asarray(g, dtype=np.float64)
             ss += float(((a - a.mean()) ** 2).sum())
             df += len(g) - 1
-    return (math.sqrt(ss / df) if df else float("nan")), df
+            identical = identical and bool(a.min() == a.max())
+    if not df:
+        return Noise(float("nan"), 0)
+    return Noise(0.0 if identical else math.sqrt(ss / df), df)  # exact zero, not a rounding residue
 
 
-def seed_test(
-    cand: list[float], inc: list[float], noise_groups: list[list[float]], alpha: float, welch: bool
-) -> dict:
-    """One-sided test that the candidate's seed mean beats the incumbent's (values oriented: higher is better).
+def _side(values: np.ndarray, noise: Noise) -> tuple[float, float]:
+    """Welch: one side's variance of its mean and the df it brings; its own variance unless that is below the
+    study's pooled variance (few seeds that happen to agree prove nothing)."""
+    n = len(values)
+    own = float(values.var(ddof=1)) if n >= 2 else 0.0
+    floor = noise.sd ** 2
+    if own > floor:
+        return own / n, float(n - 1)
+    return floor / n, float(noise.df)
 
-    Pooled: the standard deviation is pooled over the candidate, the incumbent and every other multi-seed run
-    of the study (the noise floor). Welch: each side's own variance (used when the change may alter noise).
-    Returns the delta, a one-sided lower bound and a two-sided interval at 1 - 2*alpha, the p-value and df.
+
+def seed_test(cand: list[float], inc: list[float], noise: Noise, alpha: float, confidence: float,
+              welch: bool = False) -> dict:
+    """One-sided test that the candidate's seed mean is above the incumbent's (oriented values).
+
+    Returns the delta, its standard error and df, the p-value, `bound` (the one-sided lower bound at `alpha`:
+    the decision is `bound > 0`), `upper` (the one-sided upper bound: `upper < 0` is a clear regression),
+    and `low`/`high`, the two-sided interval at `confidence`.
     """
     c, i = np.asarray(cand, dtype=np.float64), np.asarray(inc, dtype=np.float64)
     delta = float(c.mean() - i.mean())
-    if welch and len(c) >= 2 and len(i) >= 2:
-        vc, vi = c.var(ddof=1) / len(c), i.var(ddof=1) / len(i)
+    base = {"delta": delta, "n_candidate": len(c), "n_incumbent": len(i), "alpha": alpha, "confidence": confidence}
+    if not noise.measured:
+        return {"name": "none", **base, "passed": False, "reason": "seed noise not measured"}
+    if noise.zero:
+        return {"name": "degenerate", **base, "passed": False,
+                "reason": "every seed of the study gave the same value (the trainer ignores its seed?): the "
+                          "standard error is 0 and p = 0 would be an artifact, not evidence"}
+    if welch:
+        (vc, dc), (vi, di) = _side(c, noise), _side(i, noise)
         se = math.sqrt(vc + vi)
-        # Welch-Satterthwaite degrees of freedom
-        df = (vc + vi) ** 2 / ((vc**2) / (len(c) - 1) + (vi**2) / (len(i) - 1)) if se > 0 else len(c) + len(i) - 2.0
+        df = (vc + vi) ** 2 / (vc ** 2 / dc + vi ** 2 / di)  # Welch-Satterthwaite
         name = "welch_t"
     else:
-        sd, df = pooled_noise([list(c), list(i), *noise_groups])
-        if df == 0:
-            return {"name": "none", "delta": delta, "reason": "seed noise not measured"}
-        se = sd * math.sqrt(1 / len(c) + 1 / len(i))
+        se = noise.sd * math.sqrt(1 / len(c) + 1 / len(i))
+        df = float(noise.df)
         name = "pooled_t"
-    if se == 0:
-        # every seed gave the same value: the difference is exact
-        p = 0.0 if delta > 0 else 1.0
-        return {"name": name, "delta": delta, "se": 0.0, "df": df, "p_value": p, "low": delta, "high": delta,
-                "one_sided_low": delta, "one_sided_high": delta, "alpha": alpha}
-    q = t_quantile(1 - alpha, df)
-    return {
-        "name": name, "delta": delta, "se": se, "df": df, "alpha": alpha,
-        "p_value": t_sf(delta / se, df),
-        "one_sided_low": delta - q * se,
-        "one_sided_high": delta + q * se,
-        "low": delta - q * se, "high": delta + q * se,
-    }
-
-
-# --- the decisions --------------------------------------------------------------------------------------
-def needs_confirmation(first_value: float, incumbent_values: list[float], maximize: bool) -> bool:
-    """Train more seeds only for a candidate whose first seed beats the incumbent's mean."""
-    mean = float(np.mean(incumbent_values))
-    return first_value > mean if maximize else first_value < mean
-
-
-def extra_seeds_for(overrides: dict, settings: Judge, code_changed: bool = False) -> tuple[int, bool]:
-    """How many confirmation seeds a candidate gets, and whether Welch's test applies (a noise key changed, or the
-    code: every patch is treated as possibly changing the noise)."""
-    noisy = code_changed or any(k in settings.noise_keys for k in overrides)
-    return (settings.max_confirm_seeds if noisy else settings.confirm_seeds), noisy
-
-
-def decide(
-    cand: list[SeedResult],
-    inc: list[SeedResult],
-    noise_groups: list[list[float]],
-    settings: Judge,
-    maximize: bool,
-    welch: bool,
-    bootstrap_seed: int,
-    example_maximize: bool | None = None,
-) -> dict:
-    """Verdict of a candidate against the incumbent, with everything that went into it."""
-    sign = 1.0 if maximize else -1.0
-    cand_v = [sign * s.value for s in cand]
-    inc_v = [sign * s.value for s in inc]
-    noise_v = [[sign * v for v in g] for g in noise_groups]
-    alpha = settings.alpha
-    boot = None
-    if all(s.per_example is not None for s in cand + inc) and cand and inc:
-        c_ex = np.mean([s.per_example for s in cand], axis=0)
-        i_ex = np.mean([s.per_example for s in inc], axis=0)
-        if c_ex.shape == i_ex.shape:
-            # per-example scores have their own direction (a loss per example for an accuracy metric...)
-            ex_max = maximize if example_maximize is None else example_maximize
-            iv = paired_bootstrap(c_ex, i_ex, settings.confidence, settings.bootstrap_samples,
-                                  bootstrap_seed, ex_max)
-            boot = {"low": iv.low, "high": iv.high, "oriented": True, "example_maximize": ex_max,
-                    "confidence": settings.confidence,
-                    "samples": settings.bootstrap_samples, "n_examples": int(c_ex.shape[0]),
-                    "method": "paired bootstrap over seed-averaged per-example scores"}
-    test = seed_test(cand_v, inc_v, noise_v, alpha, welch)
-    if test["name"] != "none":
-        low, high = test["one_sided_low"], test["one_sided_high"]
-        method = f"{test['name']} over seed-level metrics (one-sided bounds at alpha {alpha})"
-        # a single seed is a screen, not evidence: `improved` needs the confirmation seeds
-        can_improve = len(cand) > 1
-    elif boot is not None:
-        low, high = boot["low"], boot["high"]
-        method = "paired_bootstrap over examples (seed noise not measured)"
-        can_improve = True
-    else:
-        low = high = test["delta"]
-        method = "difference of single values (no per-example scores, no seed noise)"
-        can_improve = False
-    if low > 0 and can_improve:
-        verdict = "improved"
-    elif high < 0:
-        verdict = "regressed"
-    else:
-        verdict = "inconclusive"
-    # report in the metric's own units: oriented values are flipped back for a metric to minimize
-    if boot is not None:
-        if not boot.pop("example_maximize"):
-            boot["low"], boot["high"] = -boot["high"], -boot["low"]
-        boot.pop("oriented")
-    raw_low, raw_high = (low, high) if maximize else (-high, -low)
-    return {
-        "verdict": verdict,
-        "delta": sign * test["delta"],
-        "interval": {"low": raw_low, "high": raw_high, "method": method},
-        "test": test,
-        "bootstrap": boot,
-    }
+    one = t_quantile(1 - alpha, df)
+    two = t_quantile(0.5 + confidence / 2, df)
+    bound = delta - one * se
+    return {"name": name, **base, "se": se, "df": df, "p_value": t_sf(delta / se, df),
+            "bound": bound, "upper": delta + one * se, "low": delta - two * se, "high": delta + two * se,
+            "passed": bound > 0}

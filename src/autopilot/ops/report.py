@@ -4,7 +4,8 @@ Nothing outside the file is loaded: the styles, the data (JSON) and the chart co
 same as the live page's) are inlined, and the charts are drawn as SVG by the browser. The tables are plain
 HTML, readable without JavaScript. Sections: summary cards, metric per run with interval bars coloured by
 verdict and the best-so-far line, learning curves of the last RECENT_CURVES runs, verdict and policy counts,
-failures with their error tails, and every run with its policy, changes, result and rationale.
+failures with their error tails, the trade-offs (the runs on the Pareto front of the metric against wall time
+and memory, `autopilot.judge.front`), and every run with its policy, changes, result, costs and rationale.
 
 Interval bars: a judged run's bar is the judge's interval of its difference from the incumbent, placed at
 the incumbent's mean (value - delta + [low, high]); the baseline's is a t-interval of its seed mean.
@@ -28,6 +29,7 @@ from pathlib import Path
 from autopilot import fsio, ledger
 from autopilot.formatting import delta_text, describe_overrides
 from autopilot.judge import stats
+from autopilot.judge.front import pareto_front
 from autopilot.ops import continual_report
 from autopilot.paths import RunPaths
 from autopilot.registry import listing
@@ -95,6 +97,7 @@ def recent_curves(study: Study, history: list[dict], n: int = RECENT_CURVES) -> 
 
 def report_data(study: Study, history: list[dict]) -> dict:
     best = ledger.incumbent(history, ledger.champion_events(study.models))
+    record = [] if best is None else ledger.incumbent_values(history, best)
     return {
         "study": study.name,
         "metric": study.metric_name,
@@ -104,7 +107,9 @@ def report_data(study: Study, history: list[dict]) -> dict:
         "verdicts": dict(Counter(e["verdict"] for e in history)),
         "policies": dict(Counter(e["policy"] for e in history)),
         "fallbacks": sum(1 for e in history if e.get("fallback_from")),
-        "best": None if best is None else {"run_id": best["run_id"], "value": best["value"]},
+        "best": None if best is None else {"run_id": best["run_id"], "value": sum(record) / len(record),
+                                           "seeds": len(record)},
+        "front": sorted(pareto_front(history, study.maximize)),
     }
 
 
@@ -149,10 +154,30 @@ def failures_section(history: list[dict]) -> str:
                    for e in reversed(failed))
 
 
-def runs_table(history: list[dict], points: list[dict], metric: str) -> str:
+def cost_text(e: dict) -> str:
+    costs = e.get("costs") or {}
+    parts = [f"{costs['wall_seconds']:.1f} s" if costs.get("wall_seconds") is not None else None,
+             f"{costs['peak_memory_mb']:.0f} MB" if costs.get("peak_memory_mb") is not None else None,
+             f"{costs['parameters']:,} params" if costs.get("parameters") is not None else None]
+    return ", ".join(p for p in parts if p) or "-"
+
+
+def front_section(history: list[dict], front: list[str], metric: str) -> str:
+    """The runs that are best for some trade-off of the metric against wall time and memory."""
+    if not front:
+        return "<p class='muted'>no run with a metric yet</p>"
+    rows = "".join(f'<tr data-run="{esc(e["run_id"])}"><td>{esc(e["run_id"])}</td>'
+                   f'<td class="num">{num(e["value"])}</td><td class="num">{esc(cost_text(e))}</td>'
+                   f'<td class="verdict verdict-{esc(e["verdict"])}">{esc(e["verdict"])}</td></tr>'
+                   for e in history if e["run_id"] in front)
+    return (f'<table id="front"><tr><th>run</th><th>{esc(metric)}</th><th>cost per seed</th><th>verdict</th>'
+            f"</tr>{rows}</table>")
+
+
+def runs_table(history: list[dict], points: list[dict], metric: str, front: list[str] = ()) -> str:
     head = ("<tr><th>run</th><th>policy</th><th>changes</th>"
-            f"<th>{esc(metric)}</th><th>seeds</th><th>Δ vs incumbent [interval]</th><th>verdict</th>"
-            "<th>rationale</th></tr>")
+            f"<th>{esc(metric)}</th><th>seeds</th><th>Δ vs incumbent [interval]</th><th>cost per seed</th>"
+            "<th>front</th><th>verdict</th><th>rationale</th></tr>")
     rows = []
     for e, p in zip(reversed(history), reversed(points)):
         delta = delta_text(e) or "-"
@@ -163,6 +188,8 @@ def runs_table(history: list[dict], points: list[dict], metric: str) -> str:
             f'<td class="text">{esc(describe_overrides(e["overrides"]))}</td>'
             f'<td class="num value" data-value="{"" if e["value"] is None else e["value"]}">{num(e["value"])}</td>'
             f'<td class="num">{len(e["seed_values"])}</td><td class="num">{esc(delta)}</td>'
+            f'<td class="num cost">{esc(cost_text(e))}</td>'
+            f'<td class="front">{"◆" if e["run_id"] in front else ""}</td>'
             f'<td class="verdict verdict-{esc(e["verdict"])}">{esc(e["verdict"])}</td>'
             f'<td class="text">{esc(e.get("rationale"))}</td></tr>')
     return f'<table id="runs">{head}{"".join(rows)}</table>'
@@ -208,8 +235,12 @@ def body(study: Study, data: dict, history: list[dict]) -> str:
         f"<p>Proposals that fell back to the fallback policy: <b id='fallbacks'>{data['fallbacks']}</b></p>",
         f"<h2>Failures ({data['verdicts'].get('failed', 0)})</h2>",
         failures_section(history),
+        "<h2>Trade-offs</h2>",
+        "<p class='muted'>Runs that no other run beats on the metric while costing no more wall time and memory "
+        "per seed (the Pareto front; runs over a limit of judge.constraints are left out). Marked ◆ below.</p>",
+        front_section(history, data["front"], data["metric"]),
         "<h2>Runs, newest first</h2>",
-        runs_table(history, data["runs"], data["metric"]),
+        runs_table(history, data["runs"], data["metric"], data["front"]),
     ])
 
 

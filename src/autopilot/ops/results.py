@@ -4,6 +4,9 @@ It fits the terminal (80 columns and up) without breaking a number or a key: eve
 as its longest line (the metric cell is three short lines: value, Δ, interval), and `changes` takes the rest. Its
 items are laid out here, not by rich: `key=value` items fill each line, an item too long for the column goes on as
 `key=` and its value on the next line, and only a value longer than the whole column is folded.
+
+Beside each run's metric: what one seed of it cost (wall seconds, peak memory, parameters), and ◆ after the run id
+of the runs that are best for some trade-off of the metric against those costs (`autopilot.judge.front`).
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ from rich.text import Text
 
 from autopilot import ledger
 from autopilot.formatting import VERDICT_STYLE, delta_text, describe_overrides, metric_text
+from autopilot.judge.front import pareto_front
 from autopilot.registry import listing, store
 from autopilot.study import Study
 
 GAP = 1  # between two columns: the box's blank divider (no padding)
 MIN_CHANGES = 15  # the changes column is never narrower (batch_size=128,), even past the terminal's width
+FRONT_MARK = "◆"  # after the run id: on the Pareto front of the metric against wall time and memory
 
 
 def wrap_items(items: list[str], width: int) -> str:
@@ -71,15 +76,26 @@ def metric_cell(e: dict) -> str:
     return f"{metric_text(e)}\nΔ {difference}\n{interval}"
 
 
+def cost_cell(e: dict) -> str:
+    """What one seed of the run cost, one item a line: `12.3 s`, `210 MB`, `3,818 p` (parameters)."""
+    costs = e.get("costs") or {}
+    lines = [f"{costs['wall_seconds']:.1f} s" if costs.get("wall_seconds") is not None else None,
+             f"{costs['peak_memory_mb']:.0f} MB" if costs.get("peak_memory_mb") is not None else None,
+             f"{costs['parameters']:,} p" if costs.get("parameters") is not None else None]
+    return "\n".join(line for line in lines if line) or "-"
+
+
 def print_results(study: Study, as_json: bool = False, last: int = 0) -> None:
     history = ledger.read_history(study.paths)
     rows = history[-last:] if last else history
     tests = {run_id: t["metric"]["value"] for run_id, t in store.held_out_scores(study.models).items()}
+    front = pareto_front(history, study.maximize)
     console = Console()
     if as_json:
         for e in rows:
             e = {**e, "test_value": tests[e["run_id"]]} if e["run_id"] in tests else e
-            console.print_json(json.dumps(e)) if console.is_terminal else print(json.dumps(e))
+            line = json.dumps({**e, "pareto_front": e["run_id"] in front})
+            console.print_json(line) if console.is_terminal else print(line)
         return
     best = ledger.incumbent(history, ledger.champion_events(study.models))
     table = Table(title=f"study {study.name}: {study.settings.metric.goal} {study.metric_name}",
@@ -93,22 +109,29 @@ def print_results(study: Study, as_json: bool = False, last: int = 0) -> None:
     table.add_column("changes", no_wrap=True)  # laid out by wrap_items
     held_out = "\nheld-out test" if tests else ""  # only champions have one, measured once when first promoted
     table.add_column(Text(f"{study.metric_name}\nΔ vs best\n[interval]{held_out}"), no_wrap=True)
+    table.add_column(Text("cost\nper seed"), no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     cells = []
     for e in rows:
         policy = e["policy"] + ("\n(fallback)" if e["fallback_from"] else "")
-        first = (e["run_id"], str(ledger.generation_of(e))) if by_generation else (e["run_id"],)
+        run = e["run_id"] + (FRONT_MARK if e["run_id"] in front else "")
+        first = (run, str(ledger.generation_of(e))) if by_generation else (run,)
         metric = metric_cell(e) + (f"\ntest {tests[e['run_id']]:.4f}" if tests.get(e["run_id"]) is not None else "")
-        cells.append([*first, policy, describe_overrides(e["overrides"]), metric, e["verdict"]])
+        cells.append([*first, policy, describe_overrides(e["overrides"]), metric, cost_cell(e), e["verdict"]])
     width = changes_width(table, cells, console.width)
     for e, row in zip(rows, cells):
         row[len(columns) + 1] = (wrap_items(row[len(columns) + 1].split(", "), width) if e["overrides"]
                                  else textwrap.fill(row[len(columns) + 1], width))
         texts = [Text(c) for c in row]  # text, never markup
-        texts[len(columns) + 3].stylize(VERDICT_STYLE.get(e["verdict"], ""))
+        texts[len(columns) + 4].stylize(VERDICT_STYLE.get(e["verdict"], ""))
         table.add_row(*texts)
     console.print(table)
     if best:
-        console.print(f"best: run {best['run_id']} with {study.metric_name} = {best['value']:.4f}")
+        values = ledger.incumbent_values(history, best)
+        console.print(f"best: run {best['run_id']} with {study.metric_name} = {sum(values) / len(values):.4f} "
+                      f"(the mean of the {len(values)} seeds of its record)")
+    if front:
+        console.print(f"{FRONT_MARK}: best for some trade-off of {study.metric_name} against wall time and memory "
+                      f"(the Pareto front: {', '.join(sorted(front))})")
     console.print(f"champion: {listing.describe_champion(listing.champion_summary(study))}")
     console.print(f"lab journal: {study.paths.labbook}\nledger: {study.paths.history}")

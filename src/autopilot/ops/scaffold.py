@@ -36,7 +36,7 @@ QUICK_STUDY = {
         "width": {"type": "categorical", "choices": [8, 16]},
         "optimizer": {"type": "categorical", "choices": ["adam", "sgd"]},
     },
-    "judge": {"noise_seeds": 1, "confirm_seeds": 1, "max_confirm_seeds": 1},
+    "judge": {"noise_seeds": 1, "select_seeds": 1, "confirm_seeds": 2, "record_seeds": 1, "incumbent_seeds": 2},
 }
 
 

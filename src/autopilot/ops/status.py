@@ -84,7 +84,8 @@ def best(study: Study, history: list[dict]) -> dict | None:
     entry = ledger.incumbent(history, ledger.champion_events(study.models))
     if entry is None:
         return None
-    return {"run_id": entry["run_id"], "value": entry["value"], "seeds": len(entry["seed_values"]),
+    record = ledger.incumbent_values(history, entry)  # seeds that decided nothing about it, and those added since
+    return {"run_id": entry["run_id"], "value": sum(record) / len(record), "seeds": len(record),
             "metric": study.metric_name, "goal": study.settings.metric.goal}
 
 

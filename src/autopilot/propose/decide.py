@@ -7,8 +7,9 @@ and proposal.json records `fallback_from` with the reason; the rejected proposal
 
 A run belongs to a generation (`autopilot.workflow.plan`): it is proposed from the history of earlier generations
 only, so that every run of a generation sees the same history whatever its siblings have finished, and takes
-its own point of the generation's (see `policies.optimizer`). A generation with no successful run before it
-trains the baseline in each of its runs; next_config.json is taken by the generation's first run alone.
+its own point of the generation's (see `policies.optimizer`). In a generation with no promoted run before it,
+its first run trains the baseline and the others are proposed by the policy (the judge compares them with nothing:
+one baseline, not k); next_config.json is taken by the generation's first run alone.
 
 The LLM policies (`llm`, `hybrid`) save every exchange in the run's llm/ folder; a due mentor reviews an
 LLM proposal that passed the guard (`autopilot.propose.mentor`); the final proposal's housekeeping goes to the
@@ -128,7 +129,7 @@ def crash_report(ctx: Context, policy: str, error: Exception) -> str:
 
 
 def first_policy(ctx: Context) -> str:
-    if ctx.best is None:
+    if ctx.best is None and ctx.index == 0:
         return "baseline"
     if ctx.index == 0 and ctx.study.paths.next_config.exists():
         return "manual"

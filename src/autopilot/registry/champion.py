@@ -77,7 +77,7 @@ def _settle(study: Study, history: list[dict] | None) -> tuple[dict | None, list
             event = change(study, history, target, "promotion", BY_JUDGE,
                            verdict.get("reason") or f"verdict {target['verdict']}")
         elif target is not None:
-            write_best(study, target)  # the journal rewrote best.json from the judge's view: add the test score
+            write_best(study, target, history=history)  # the journal wrote best.json: add the test score
         pruned = retention.apply(study, history, ledger.champion_events(study.models), store.current_run(study.models))
     return event, pruned
 
@@ -177,7 +177,7 @@ def change(study: Study, history: list[dict], entry: dict, kind: str, by: str, r
              "verdict": entry["verdict"], "after_run": history[-1]["run_id"] if history else None, "at": now_iso()}
     store.append_event(study.models, event)
     store.swap_current(study.models, run_id)
-    write_best(study, entry, champion)
+    write_best(study, entry, champion, history)
     journal.note(study, f"Champion: run {run_id} ({KIND[kind]})", describe_change(study, event, champion))
     test = champion["test"] or {}
     notify.emit(study, "rolled_back" if kind == "rollback" else "promoted",
@@ -217,10 +217,13 @@ def ensure_champion(study: Study, entry: dict) -> dict:
 
 
 # --- what people read ------------------------------------------------------------------------------------
-def write_best(study: Study, entry: dict, champion: dict | None = None) -> None:
-    """best.json: the study's incumbent, with the champion's held-out test score (rewritten only when it changed)."""
+def write_best(study: Study, entry: dict, champion: dict | None = None,
+               history: list[dict] | None = None) -> None:
+    """best.json: the study's incumbent, the mean and seeds of its record (`ledger.incumbent_values`: seeds that
+    decided nothing about it), with the champion's held-out test score (rewritten only when it changed)."""
     champion = champion or store.read_champion(study.models.champion(entry["run_id"])) or {}
-    best = {"run_id": entry["run_id"], "value": entry["value"], "seed_values": entry["seed_values"],
+    values = ledger.incumbent_values(history or [], entry)
+    best = {"run_id": entry["run_id"], "value": sum(values) / len(values), "seed_values": values,
             "metric": study.config["metric"], "verdict": entry["verdict"], "params": entry["params"],
             "updated_at": entry["finished_at"], "champion": str(study.models.current.relative_to(study.project.root)),
             "test": test_line(champion.get("test"))}

@@ -6,7 +6,7 @@
 const SVGNS = "http://www.w3.org/2000/svg";
 const VERDICT_COLOURS = {
   improved: "#2e7d32", baseline: "#0277bd", regressed: "#c62828", failed: "#6d4c41",
-  inconclusive: "#f9a825", stopped: "#8e24aa", skipped: "#8e24aa",
+  inconclusive: "#f9a825", stopped: "#8e24aa", skipped: "#8e24aa", over_limit: "#ef6c00",
 };
 
 function svgEl(tag, attrs, parent) {

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import resource
 import sys
 import time
 from pathlib import Path
@@ -201,7 +202,12 @@ class TrainerRun:
         error: str | None = None,
         **fields: Any,
     ) -> dict:
-        """Write trainer_summary.json. Status defaults to `completed`, or to why the loop ended early."""
+        """Write trainer_summary.json. Status defaults to `completed`, or to why the loop ended early.
+
+        `fields` are further summary fields: `parameters` (the model's size) and `peak_memory_mb` (measured here
+        as the process's peak resident set when not given), which the study's judge.constraints may limit.
+        """
+        fields.setdefault("peak_memory_mb", peak_rss_mb())
         if self.train_started is not None and not self.train_seconds:
             self.train_seconds = time.monotonic() - self.train_started
         summary = trainer_summary.build(
@@ -295,3 +301,8 @@ class TestRun:
             return False
         self.report(None, status="failed", error=f"{type(exc).__name__}: {exc}")
         return False
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set of this process in MB (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

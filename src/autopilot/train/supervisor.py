@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -286,7 +287,7 @@ def _collect(returncode: int, run: RunPaths, config: dict, root: Path, wall: flo
             return write_fallback_summary(
                 run, config, root, "failed", f"trainer exited with status {returncode} after reporting success", wall
             )
-        return summary
+        return finite_summary(summary)
     if returncode == UNKNOWN_EXIT:
         reason = "trainer ended without writing trainer_summary.json (its warm pool died first)"
     elif returncode == 0:
@@ -294,6 +295,23 @@ def _collect(returncode: int, run: RunPaths, config: dict, root: Path, wall: flo
     else:
         reason = f"trainer exited with status {returncode}"
     return write_fallback_summary(run, config, root, "failed", reason, wall)
+
+
+def finite_summary(summary: dict) -> dict:
+    """A user trainer's summary with its non-finite numbers (NaN, inf: JSON has none) made explicit: a metric
+    that is not a finite number makes a `failed` seed with the reason; other numbers become null."""
+    value = summary["metric"]["value"]
+    if isinstance(value, float) and not math.isfinite(value):
+        summary = {**summary, "status": "failed", "metric": {**summary["metric"], "value": None},
+                   "error": f"the trainer reported {summary['metric']['name']} = {value}, not a finite number"
+                            + (f"; {summary['error']}" if summary.get("error") else "")}
+    metrics = {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+               for k, v in summary.get("metrics", {}).items()}
+    pe = summary.get("per_example")
+    if pe and not all(math.isfinite(v) for v in pe["values"]):
+        log.warning("per-example scores that are not finite numbers: dropped (the judge cannot pair them)")
+        pe = None
+    return {**summary, "metrics": metrics, "per_example": pe}
 
 
 def log_tail(path: Path, chars: int = LOG_TAIL_CHARS) -> str:

@@ -403,6 +403,7 @@ def train(run: TrainerRun) -> dict:
                  "epochs": step * cfg.grad_accum / s.batches.per_epoch},
         tokens_per_second=round(tokens / seconds, 1), samples_per_second=round(samples / seconds, 2),
         peak_memory_mb=peak_memory_mb(rt.device),
+        parameters=sum(p.numel() for p in s.model.parameters()),
         checkpoint=str(final.relative_to(run.root)) if final else None,
         resumed_from_step=s.state["step"] if s.state else None,
         runtime={**rt.record(), **s.forward.record()}, **extra,

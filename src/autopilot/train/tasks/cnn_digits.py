@@ -155,6 +155,7 @@ def train(run: TrainerRun) -> None:
         per_example_name="correct",
         metrics={"train_loss": run.last_loss, "epochs": float(epoch)},
         samples_per_second=round(step * cfg.batch_size / max(run.train_seconds, 1e-9), 1),
+        parameters=sum(p.numel() for p in model.parameters()),
         checkpoint=str(final.relative_to(run.root)) if final else None,
         resumed_from_step=resumed_from,
     )
