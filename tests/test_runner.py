@@ -53,7 +53,8 @@ def test_a_seed_summary_from_before_the_seed_started_is_not_taken_for_its_result
     planted = {"status": "completed", "metric": {"name": "val_accuracy", "value": 0.999, "goal": "maximize"}}
     fsio.atomic_write_json(run.seed(1).summary, planted)
 
-    summary = runner.train_seed(study, run, fsio.read_json(run.config), 1)
+    config = runner.seed_config(fsio.read_json(run.config), study, run.id, run.seed(1), 1, "baseline")
+    summary = runner.train_seed(study, run, run.seed(1), config)
     assert summary["status"] == "completed" and summary["metric"]["value"] != 0.999
     assert summary["nonce"] == fsio.read_json(run.seed(1).config)["nonce"] != fsio.read_json(run.config)["nonce"]
-    assert runner.train_seed(study, run, fsio.read_json(run.config), 1) == summary  # done: not trained again
+    assert runner.train_seed(study, run, run.seed(1), config) == summary  # done: not trained again
