@@ -5,8 +5,9 @@ as its longest line (the metric cell is three short lines: value, Δ, interval),
 items are laid out here, not by rich: `key=value` items fill each line, an item too long for the column goes on as
 `key=` and its value on the next line, and only a value longer than the whole column is folded.
 
-Beside each run's metric: what one seed of it cost (wall seconds, peak memory, parameters), and ◆ after the run id
-of the runs that are best for some trade-off of the metric against those costs (`autopilot.judge.front`).
+Beside each run's metric: what one seed of it cost (wall seconds, peak memory, parameters; a column only when some
+run reported a cost, so that a ledger without any keeps its width for changes), and ◆ after the run id of the runs
+that are best for some trade-off of the metric against those costs (`autopilot.judge.front`).
 """
 
 from __future__ import annotations
@@ -109,7 +110,9 @@ def print_results(study: Study, as_json: bool = False, last: int = 0) -> None:
     table.add_column("changes", no_wrap=True)  # laid out by wrap_items
     held_out = "\nheld-out test" if tests else ""  # only champions have one, measured once when first promoted
     table.add_column(Text(f"{study.metric_name}\nΔ vs best\n[interval]{held_out}"), no_wrap=True)
-    table.add_column(Text("cost\nper seed"), no_wrap=True)
+    costed = any(cost_cell(e) != "-" for e in rows)
+    if costed:
+        table.add_column(Text("cost of\na seed"), no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     cells = []
     for e in rows:
@@ -117,19 +120,21 @@ def print_results(study: Study, as_json: bool = False, last: int = 0) -> None:
         run = e["run_id"] + (FRONT_MARK if e["run_id"] in front else "")
         first = (run, str(ledger.generation_of(e))) if by_generation else (run,)
         metric = metric_cell(e) + (f"\ntest {tests[e['run_id']]:.4f}" if tests.get(e["run_id"]) is not None else "")
-        cells.append([*first, policy, describe_overrides(e["overrides"]), metric, cost_cell(e), e["verdict"]])
+        cost = [cost_cell(e)] if costed else []
+        cells.append([*first, policy, describe_overrides(e["overrides"]), metric, *cost, e["verdict"]])
     width = changes_width(table, cells, console.width)
     for e, row in zip(rows, cells):
         row[len(columns) + 1] = (wrap_items(row[len(columns) + 1].split(", "), width) if e["overrides"]
                                  else textwrap.fill(row[len(columns) + 1], width))
         texts = [Text(c) for c in row]  # text, never markup
-        texts[len(columns) + 4].stylize(VERDICT_STYLE.get(e["verdict"], ""))
+        texts[-1].stylize(VERDICT_STYLE.get(e["verdict"], ""))
         table.add_row(*texts)
     console.print(table)
     if best:
         values = ledger.incumbent_values(history, best)
+        seeds = f"{len(values)} seeds" if len(values) > 1 else "1 seed"
         console.print(f"best: run {best['run_id']} with {study.metric_name} = {sum(values) / len(values):.4f} "
-                      f"(the mean of the {len(values)} seeds of its record)")
+                      f"(the mean of its record: {seeds})")
     if front:
         console.print(f"{FRONT_MARK}: best for some trade-off of {study.metric_name} against wall time and memory "
                       f"(the Pareto front: {', '.join(sorted(front))})")

@@ -91,6 +91,10 @@ def train_seeds(study: Study, run_id: str, trainer: SeedTrainer = train_seed) ->
     """Train seeds until the protocol has decided the run; return the summaries of the run's own seeds."""
     run = study.paths.run(run_id)
     config = fsio.read_json(run.config)
+    if config.get("code"):  # code mode: the sealed evaluator's records are the seeds' summaries
+        from autopilot.train import sandboxed
+
+        sandboxed.restore_kept(run)
     # the incumbent as the judge will see it: the ledger, and any judged run it misses
     history = ledger.before_generation(record.current_history(study), ledger.run_generation(run))
     sit = protocol.situation_of(study, run_id, history)

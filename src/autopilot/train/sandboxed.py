@@ -7,6 +7,7 @@ later trusts that record, not the files in a trainer's own folder. What each san
 
 Usage:
     summary = train_seed(study, run, config, k)         # the runner, for a config.json with `code`
+    restore_kept(run)                                   # before the runner reads the seeds a run has
 """
 
 from __future__ import annotations
@@ -65,6 +66,14 @@ def train_seed(study: Study, run: RunPaths, config: dict, k: int, seed_config: C
     if summary["status"] == RunStatus.SKIPPED:  # the sandboxed trainer saw control/ read-only and left the file
         control_file(study.project.control, "skip").unlink(missing_ok=True)
     return summary
+
+
+def restore_kept(run: RunPaths) -> None:
+    """Put each kept evaluation back into its seed's folder: whatever a trainer wrote there since does not count,
+    and the judge's protocol reads the seeds' folders (a decided run trains nothing more that would rewrite them)."""
+    for kept in sorted((run.code_dir / "evaluations").glob("seed-*.json")):
+        k = int(kept.stem.split("-")[1])
+        fsio.atomic_write_json(run.seed(k).summary, fsio.read_json(kept))
 
 
 def note_sandbox(run: RunPaths, key: str, report: dict) -> None:
