@@ -18,10 +18,12 @@ MANIFEST = {"seed": 0, "python": "3", "packages": {}, "git_commit": None, "data_
             "platform": "test", "hostname": "test"}
 
 
-def summary(config: dict, value: float | None, status: str = "completed", per_example=None, **fields) -> dict:
+def summary(config: dict, value: float | None, status: str = "completed", per_example=None, example_goal=None,
+            **fields) -> dict:
     return {"status": status, "metric": {**config["metric"], "value": value},
             "per_example": None if per_example is None else
-            {"name": "correct", "goal": config["metric"]["goal"], "values": [float(v) for v in per_example]},
+            {"name": "correct", "goal": example_goal or config["metric"]["goal"],
+             "values": [float(v) for v in per_example]},
             "metrics": {}, "seed": config["seed"], "nonce": config.get("nonce"), "steps": 1, "train_seconds": 1.0,
             "wall_seconds": 1.0, "device": "cpu", "checkpoint": None,
             "error": None if status == "completed" else "scripted failure",

@@ -163,6 +163,16 @@ def test_zero_seed_noise_is_judged_by_the_examples_when_there_are_any(tmp_path):
         assert "paired bootstrap" in v["reason"]
 
 
+def test_per_example_scores_are_judged_in_their_own_direction(study):
+    rng = np.random.default_rng(1)
+    inc = rng.random(300)  # a loss per example (lower is better) for an accuracy-like metric
+    lower = inc * 0.8
+    trained(study, "00001", [{"value": 0.80, "per_example": inc, "example_goal": "minimize"}], overrides={})
+    v, _ = trained(study, "00002", [{"value": 0.80 + 1e-9, "per_example": lower, "example_goal": "minimize"}])
+    assert v["verdict"] == "improved" and v["bootstrap"]["example_goal"] == "minimize"
+    assert v["bootstrap"]["high"] < 0  # the interval in the losses' own units: the candidate's are lower
+
+
 def test_a_nan_metric_is_a_failed_seed(study):
     with_baseline(study)
     v, _ = trained(study, "00002", [0.86, {"value": float("nan")}, 0.85])

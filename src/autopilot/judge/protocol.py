@@ -94,7 +94,8 @@ class Situation:
     welch_keys: tuple[str, ...] = ()  # noise keys whose value differs from the incumbent's
     topups: bool = True  # may the run train seeds of the incumbent's config for its record
     incumbent_examples: tuple[np.ndarray, ...] = ()  # per-example scores of the incumbent's unselected seeds
-    bootstrap_seed: int = 0
+    examples_maximize: bool | None = None  # per-example scores have their own goal (a loss per example for an
+    bootstrap_seed: int = 0                # accuracy...); None: the metric's
 
     def orient(self, values: list[float]) -> list[float]:
         return values if self.maximize else [-v for v in values]
@@ -139,6 +140,7 @@ def situation_of(study: Study, run_id: str, history: list[dict]) -> Situation:
         run_id=run_id, settings=settings, maximize=study.maximize, history=history, incumbent=best,
         place=ledger.run_place(run), welch_keys=welch, topups=may_top_up(study, best),
         incumbent_examples=() if best is None else incumbent_examples(study, best),
+        examples_maximize=None if (goal := ledger.example_goal(run)) is None else goal == "maximize",
         bootstrap_seed=ledger.derive_seed(study.settings.seed, run_id, 7),
     )
 
@@ -334,15 +336,16 @@ def bootstrap(sit: Situation, cand: list[SeedRecord]) -> dict | None:
         return {"error": f"per-example scores of different lengths ({sorted(lengths)}): the evaluation set must "
                          "stay fixed within a study, so examples cannot be paired"}
     c, i = np.mean(vectors, axis=0), np.mean(inc, axis=0)
-    diff = c - i if sit.maximize else i - c
+    up = sit.maximize if sit.examples_maximize is None else sit.examples_maximize
+    diff = c - i if up else i - c
     if not np.all(np.isfinite(diff)):
         return {"error": "per-example scores that are not finite numbers"}
     s = sit.settings
     boot = stats.paired_bootstrap(diff, s.confidence, s.bootstrap_samples, sit.bootstrap_seed)
-    if not sit.maximize:  # the interval in the metric's own units
+    if not up:  # the interval in the per-example scores' own units
         boot["low"], boot["high"] = -boot["high"], -boot["low"]
     return {**boot, "confidence": s.confidence, "samples": s.bootstrap_samples, "n_examples": int(len(diff)),
-            "n_seeds": len(vectors), "n_incumbent_seeds": len(inc),
+            "n_seeds": len(vectors), "n_incumbent_seeds": len(inc), "example_goal": "maximize" if up else "minimize",
             "method": "paired bootstrap over seed-averaged per-example scores"}
 
 
