@@ -74,9 +74,11 @@ class RunPaths:
     llm = property(lambda self: self.dir / "llm")
     logs = property(lambda self: self.dir / "logs")
     seeds_dir = property(lambda self: self.dir / "seeds")
+    incumbent_seeds_dir = property(lambda self: self.dir / "incumbent")  # the incumbent's config, trained here
     patch = property(lambda self: self.dir / "patch.diff")  # code mode: the run's patch against its base
     code_dir = property(lambda self: self.dir / "code")  # code mode: worktrees, attempts, checks' logs
     worktree = property(lambda self: self.dir / "code" / "tree")  # the run's code, checked out to train
+    kept_evaluations = property(lambda self: self.dir / "code" / "evaluations")  # seed-k.json: what counts
     sandbox = property(lambda self: self.dir / "sandbox.json")  # what each sandboxed process had and lacked
     evaluation = property(lambda self: self.dir / "evaluation.json")  # the sealed evaluator's output
     # continual mode: the champion's scores on the run's evaluation sets, measured by the trainer before its first step
@@ -85,7 +87,6 @@ class RunPaths:
     def attempt_dir(self, k: int) -> Path:
         """Code mode: attempt k (1, 2, ...) of the run's patch: its worktree, diff and checks' logs."""
         return self.dir / "code" / f"attempt-{k}"
-    incumbent_seeds_dir = property(lambda self: self.dir / "incumbent")  # the incumbent's config, trained here
 
     def seed(self, k: int) -> RunPaths:
         """Extra seed `k` (1, 2, ...) of this run; seed 0 is the run folder itself."""

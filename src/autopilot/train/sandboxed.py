@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def trusted_record(run: RunPaths, k: int):
-    return run.code_dir / "evaluations" / f"seed-{k}.json"
+    return run.kept_evaluations / f"seed-{k}.json"
 
 
 def train_seed(study: Study, run: RunPaths, config: dict, k: int, seed_config: Callable[[], dict]) -> dict:
@@ -71,7 +71,7 @@ def train_seed(study: Study, run: RunPaths, config: dict, k: int, seed_config: C
 def restore_kept(run: RunPaths) -> None:
     """Put each kept evaluation back into its seed's folder: whatever a trainer wrote there since does not count,
     and the judge's protocol reads the seeds' folders (a decided run trains nothing more that would rewrite them)."""
-    for kept in sorted((run.code_dir / "evaluations").glob("seed-*.json")):
+    for kept in sorted(run.kept_evaluations.glob("seed-*.json")):
         k = int(kept.stem.split("-")[1])
         fsio.atomic_write_json(run.seed(k).summary, fsio.read_json(kept))
 
