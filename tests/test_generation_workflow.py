@@ -60,8 +60,8 @@ def test_a_generation_trains_side_by_side_and_the_next_sees_all_its_results(tmp_
     assert [int(g) for g in re.findall(r"^## Generation (\d+)", labbook, re.MULTILINE)] == [1, 2, 3]
     assert fsio.read_json(root / "runs" / "digits_cnn" / "best.json")["run_id"] == ledger.best_entry(entries)["run_id"]
     table = subprocess.run(["autopilot", "results"], cwd=root, env=env(), capture_output=True, text=True).stdout
-    assert "gen" in table  # the results table says which runs trained side by side
-    assert [(r, int(g)) for r, g in re.findall(r"^(\d{5}) +(\d+) ", table, re.MULTILINE)] == [
+    assert "gen" in table  # the results table says which runs trained side by side (◆: on the Pareto front)
+    assert [(r, int(g)) for r, g in re.findall(r"^(\d{5})◆? +(\d+) ", table, re.MULTILINE)] == [
         (e["run_id"], e["generation"]) for e in entries]
 
 
