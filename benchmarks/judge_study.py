@@ -21,10 +21,11 @@ Measured, per pool family and generation size (README "How a run is judged"):
 * same-seed pairs (digits): the correlation of accuracy between two configs trained on the same seeds;
 * search at equal compute: the default study (real TPE policy) against plain TPE with one seed per trial and the
   same number of trainer processes, on three problems with a known optimum (`_problems`): regret ratios, for the
-  TPE settings the study could use (the defaults of schemas/config.schema.yaml are the favoured ones).
+  TPE settings the study could use (`--variants`: which of them the study should default to).
 
 Usage:
-    python benchmarks/judge_study.py               # everything (about an hour on 2 cores; the pools are cached)
+    python benchmarks/judge_study.py               # everything: hours on 2 cores (30 synthetic studies of 100 runs
+                                                   # take about 3 minutes); --jobs N on a larger machine
     python benchmarks/judge_study.py --quick       # smoke run: synthetic pools, fewer studies, one search problem
     python benchmarks/judge_study.py --only search --variants default --search-studies 10   # one section
 The last line is one JSON object; `targets` holds the study-level targets and whether they are met.
