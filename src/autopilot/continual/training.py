@@ -20,4 +20,4 @@ def train_run(study: Study, run_id: str) -> list[dict]:
     apikeys.forget_keys(apikeys.key_variables(study.settings.llm.api_key_env))  # as runner.train_run: no LLM key
     run = study.paths.run(run_id)
     with gpus.claim():
-        return [runner.train_seed(study, run, fsio.read_json(run.config), 0)]
+        return [runner.train_seed(study, run, run, fsio.read_json(run.config))]  # seed 0 in the run folder
