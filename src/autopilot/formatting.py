@@ -7,6 +7,23 @@ VERDICT_STYLE = {"improved": "green", "baseline": "cyan", "regressed": "red", "f
                  "over_limit": "dark_orange"}  # rich styles of verdicts
 
 
+def duration(seconds: float | None) -> str:
+    """`45s`, `3m07s`, `2h05m`; `-` when unknown."""
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def number(value: float | None, fmt: str = ".4f") -> str:
+    """A metric or loss with four decimals; `-` when there is none."""
+    return "-" if value is None else format(value, fmt)
+
+
 def describe_overrides(overrides: dict) -> str:
     """`lr=0.003, width=32`, or that nothing changed."""
     if not overrides:

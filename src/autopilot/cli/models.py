@@ -8,6 +8,7 @@ import click
 
 from autopilot.cli import domain_errors, main, pass_project
 from autopilot.cli.loop import resolve_study, study_option
+from autopilot.formatting import number
 from autopilot.paths import Project
 
 reason_option = click.option("--reason", required=True,
@@ -45,8 +46,8 @@ def list_cmd(project: Project, study_name: str | None, as_json: bool) -> None:
         forced = " (forced)" if r["forced"] else ""
         mark = "*" if r["current"] else " "
         kept = "" if r["weights_kept"] else "  [weights removed by retention]"
-        click.echo(f"{mark} {r['at']}  {r['event']:<16} run {r['run_id']}  {study.metric_name} {num(r['value'])}  "
-                   f"test {num(r['test_value'])}  by {r['by']}{forced}: {r['reason']}{kept}")
+        click.echo(f"{mark} {r['at']}  {r['event']:<16} run {r['run_id']}  {study.metric_name} {number(r['value'])}  "
+                   f"test {number(r['test_value'])}  by {r['by']}{forced}: {r['reason']}{kept}")
     if rows:
         click.echo(f"* = current: models/{study.name}/current")
 
@@ -106,10 +107,6 @@ def rollback(project: Project, study_name: str | None, to: str | None, reason: s
                f"points to it, and later runs are judged against it")
 
 
-def num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
-
-
 def describe(study, info: dict) -> list[str]:
     """`models show` for people."""
     from autopilot.registry.champion import describe_test
@@ -121,7 +118,7 @@ def describe(study, info: dict) -> list[str]:
     iv = r["interval"]
     interval = "" if not iv else f", delta interval [{iv['low']:+.4f}, {iv['high']:+.4f}] vs run {r['compared_to']}"
     w = r["weights"]
-    lines += [f"verdict: {r['verdict']}; {r['metric']['name']} = {num(r['metric']['value'])} over "
+    lines += [f"verdict: {r['verdict']}; {r['metric']['name']} = {number(r['metric']['value'])} over "
               f"{len(r['seed_values'])} seed(s){interval}",
               describe_test(r["test"]),
               f"weights: {info['folder']}/{w['path']} ({w['format']}, seed {w['seed_index']}, "

@@ -17,7 +17,7 @@ from collections import Counter
 
 from autopilot import fsio, holds, ledger
 from autopilot.errors import AutopilotError
-from autopilot.formatting import delta_text, describe_overrides, metric_text
+from autopilot.formatting import delta_text, describe_overrides, duration, metric_text, number
 from autopilot.registry import listing, store
 from autopilot.study import Study
 
@@ -79,17 +79,6 @@ def digest(study: Study, since: dt.datetime, now: dt.datetime | None = None) -> 
     }
 
 
-def duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def num(value: float | None, fmt: str = ".4f") -> str:
-    return "-" if value is None else format(value, fmt)
-
-
 def render(d: dict) -> str:
     """The digest for people: a few short paragraphs."""
     c = d["compute"]
@@ -107,7 +96,7 @@ def render(d: dict) -> str:
                      f"({r['policy']}: {describe_overrides(r['overrides'] or {})}){error}")
     lines += ["", f"champion changes: {len(d['champion_changes']) or 'none'}"]
     for ev in d["champion_changes"]:
-        test = (f"held-out test {num(ev['test'])} on {ev['test_examples']} examples" if ev["test"] is not None
+        test = (f"held-out test {number(ev['test'])} on {ev['test_examples']} examples" if ev["test"] is not None
                 else "no held-out test score")
         lines.append(f"  {ev['at']} run {ev['run_id']} {ev['event']} by {ev['by']}"
                      f"{' (forced)' if ev['forced'] else ''}: {test}; {ev['reason'][:160]}")

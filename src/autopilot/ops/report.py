@@ -27,7 +27,7 @@ from importlib import resources
 from pathlib import Path
 
 from autopilot import fsio, ledger
-from autopilot.formatting import delta_text, describe_overrides
+from autopilot.formatting import delta_text, describe_overrides, number
 from autopilot.judge import stats
 from autopilot.judge.front import pareto_front
 from autopilot.ops import continual_report
@@ -118,15 +118,11 @@ def esc(value) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def num(value: float | None, fmt: str = ".4f") -> str:
-    return "-" if value is None else format(value, fmt)
-
-
 def cards(data: dict, history: list[dict]) -> str:
     best = data["best"]
     failed = data["verdicts"].get("failed", 0)
     items = [("runs", len(history)), ("best run", best["run_id"] if best else "-"),
-             (f"best {data['metric']}", num(best["value"]) if best else "-"),
+             (f"best {data['metric']}", number(best["value"]) if best else "-"),
              ("improved", data["verdicts"].get("improved", 0)), ("failed", failed),
              ("fallbacks", data["fallbacks"])]
     return '<div class="cards">' + "".join(
@@ -167,7 +163,7 @@ def front_section(history: list[dict], front: list[str], metric: str) -> str:
     if not front:
         return "<p class='muted'>no run with a metric yet</p>"
     rows = "".join(f'<tr data-run="{esc(e["run_id"])}"><td>{esc(e["run_id"])}</td>'
-                   f'<td class="num">{num(e["value"])}</td><td class="num">{esc(cost_text(e))}</td>'
+                   f'<td class="num">{number(e["value"])}</td><td class="num">{esc(cost_text(e))}</td>'
                    f'<td class="verdict verdict-{esc(e["verdict"])}">{esc(e["verdict"])}</td></tr>'
                    for e in history if e["run_id"] in front)
     return (f'<table id="front"><tr><th>run</th><th>{esc(metric)}</th><th>cost per seed</th><th>verdict</th>'
@@ -186,7 +182,7 @@ def runs_table(history: list[dict], points: list[dict], metric: str, front: list
         rows.append(
             f'<tr data-run="{esc(e["run_id"])}"><td>{esc(e["run_id"])}</td><td>{policy}</td>'
             f'<td class="text">{esc(describe_overrides(e["overrides"]))}</td>'
-            f'<td class="num value" data-value="{"" if e["value"] is None else e["value"]}">{num(e["value"])}</td>'
+            f'<td class="num value" data-value="{"" if e["value"] is None else e["value"]}">{number(e["value"])}</td>'
             f'<td class="num">{len(e["seed_values"])}</td><td class="num">{esc(delta)}</td>'
             f'<td class="num cost">{esc(cost_text(e))}</td>'
             f'<td class="front">{"◆" if e["run_id"] in front else ""}</td>'
@@ -205,7 +201,7 @@ def champion_section(study: Study) -> str:
     cells = "".join(
         f'<tr data-run="{esc(r["run_id"])}"><td>{esc(r["at"])}</td><td>{esc(r["event"])}'
         f'{" (forced)" if r["forced"] else ""}</td><td>{esc(r["run_id"])}{" *" if r["current"] else ""}</td>'
-        f'<td class="num">{num(r["value"])}</td><td class="num test-value">{num(r["test_value"])}</td>'
+        f'<td class="num">{number(r["value"])}</td><td class="num test-value">{number(r["test_value"])}</td>'
         f'<td>{esc(r["by"])}</td><td class="text">{esc(r["reason"])}</td></tr>' for r in reversed(rows))
     summary = listing.describe_champion(listing.champion_summary(study))
     return (f"<p id='champion'>{esc(summary)}</p><table id='champions'>{head}{cells}</table>"

@@ -22,7 +22,7 @@ from rich.text import Text
 from autopilot import fsio, holds, ledger
 from autopilot.clock import iso
 from autopilot.enums import ACTIVE_PHASES
-from autopilot.formatting import VERDICT_STYLE
+from autopilot.formatting import VERDICT_STYLE, duration, number
 from autopilot.ingest import queue
 from autopilot.ops import control
 from autopilot.paths import CONTROL_SIGNALS, Project
@@ -133,21 +133,6 @@ def pid_alive(pid: int | None) -> bool:
 
 
 # --- for people ----------------------------------------------------------------------------------------
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def number(value: float | None, fmt: str = ".4f") -> str:
-    return "-" if value is None else format(value, fmt)
-
-
 def render(snap: dict) -> RenderableType:
     """The snapshot as a rich renderable: one line per topic, then the last verdicts."""
     grid = Table.grid(padding=(0, 2))
