@@ -139,7 +139,8 @@ def test_queue_list_and_status(root):
     rows = [json.loads(line) for line in run(root, "queue", "list", "--json").output.splitlines()]
     assert rows[1]["spec"] == "chat_sft_v1" and rows[1]["records"] == 3
     status = json.loads(run(root, "queue", "status", "--json").output)
-    assert status == {"inbox": 1, "high": 1, "normal": 1, "low": 0, "processing": 0, "done": 0, "failed": 1}
+    assert status == {"inbox": 1, "high": 1, "normal": 1, "low": 0, "processing": 0, "done": 0, "failed": 1,
+                      "quarantine": 0}
     assert "failed: 1" in run(root, "queue", "status").output
 
 

@@ -266,13 +266,8 @@ def monitor(project: Project, study_name: str | None, port: int) -> None:
 
     JSON endpoints: /api/status (as `autopilot status --json`), /api/history, /api/curve. Ctrl-C stops it.
     """
-    from autopilot.ops.monitor import make_server
+    from autopilot.ops.monitor import make_server, serve_until_stopped
 
     server = make_server(resolve_study(project, study_name), port)
     click.echo(f"monitor: http://127.0.0.1:{server.server_address[1]}/  (Ctrl-C stops)")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_stopped(server)

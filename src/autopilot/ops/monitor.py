@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -112,3 +113,25 @@ def make_server(study: Study, port: int = 8765) -> ThreadingHTTPServer:
         raise AutopilotError(f"cannot serve on {HOST}:{port} ({e.strerror}); pick another port with --port") from None
     server.daemon_threads = True
     return server
+
+
+def serve_until_stopped(server: ThreadingHTTPServer) -> None:
+    """Serve until Ctrl-C (SIGINT) or SIGTERM, then close the socket.
+
+    A monitor started from a script or a supervisor may inherit SIGINT ignored or blocked (a `&` job of a shell
+    script ignores it); a server that a user cannot stop with Ctrl-C is a trap, so both signals are unblocked and
+    handled here, whatever the parent left."""
+    stops = {signal.SIGINT, signal.SIGTERM}
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    for sig in stops:
+        signal.signal(sig, stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
