@@ -26,7 +26,8 @@ Measured, per pool family and generation size (README "How a run is judged"):
 Usage:
     python benchmarks/judge_study.py               # everything: hours on 2 cores (30 synthetic studies of 100 runs
                                                    # take about 3 minutes); --jobs N on a larger machine
-    python benchmarks/judge_study.py --quick       # smoke run: synthetic pools, fewer studies, one search problem
+    python benchmarks/judge_study.py --quick       # smoke run: synthetic pools, fewer and shorter studies, one
+                                                   # short search study
     python benchmarks/judge_study.py --only search --variants default --search-studies 10   # one section
 The last line is one JSON object; `targets` holds the study-level targets and whether they are met.
 """
@@ -58,7 +59,8 @@ DIGITS_BASE = {"lr": 0.003, "batch_size": 64, "epochs": 6, "weight_decay": 0.000
 DIGITS_ARMS = {"A": {}, "B1": {"epochs": 7}, "B2": {"epochs": 12}}
 TARGETS = {"false_promotions_max": 0.2, "detection_2sd_min": 0.8, "incumbent_bias_sd_max": 0.25,
            "processes_per_aa_candidate_max": 2.5, "search_regret_ratio_max": 1.2}
-CANDIDATES = 99
+CANDIDATES = 99  # a study: the baseline and 99 candidates (--quick: QUICK_CANDIDATES)
+QUICK_CANDIDATES = 39
 KINDS = ("aa", "gain1", "gain2")  # A/A studies; one candidate +1 sd; one candidate +2 sd
 VARIANTS = {"default": {}, "startup_4": {"n_startup_trials": 4}, "multivariate": {"multivariate": True}}
 TMP = "/dev/shm" if os.path.isdir("/dev/shm") else None  # studies write thousands of small files
@@ -85,22 +87,22 @@ def digits_pools(n_a: int, n_b: int) -> dict:
 
 
 # --- one study --------------------------------------------------------------------------------------------
-def arms_for(kind: str, rng: np.random.Generator) -> list[str]:
-    arms = ["A"] * CANDIDATES
+def arms_for(kind: str, rng: np.random.Generator, candidates: int = CANDIDATES) -> list[str]:
+    arms = ["A"] * candidates
     if kind.startswith("gain"):
-        arms[int(rng.integers(CANDIDATES))] = {"gain1": "B1", "gain2": "B2", "gain2_noisy": "B2w"}[kind]
+        arms[int(rng.integers(candidates))] = {"gain1": "B1", "gain2": "B2", "gain2_noisy": "B2w"}[kind]
     if kind == "aa_noisy":
-        for i in np.flatnonzero(rng.random(CANDIDATES) < 0.1):
+        for i in np.flatnonzero(rng.random(candidates) < 0.1):
             arms[i] = "N"
     return arms
 
 
 def one_study(task: tuple) -> dict:
     """Replay one study and reduce it to its figures (run in a worker process)."""
-    pools, judge, kind, gen, seed = task
+    pools, judge, kind, gen, seed, candidates = task
     warnings.filterwarnings("ignore")
     rng = np.random.default_rng(seed)
-    arms = arms_for(kind, rng)
+    arms = arms_for(kind, rng, candidates)
     sd = pools["A"].sd
     with tempfile.TemporaryDirectory(dir=TMP) as tmp:
         result = replay_study(Path(tmp), judge, pools, arms, gen, seed)
@@ -126,8 +128,11 @@ def mean_of(studies: list[dict], key: str) -> float | None:
     return round(float(np.mean(values)), 4) if values else None
 
 
-def scenario(pools: dict, judge: dict, kind: str, gen: int, n: int, seed: int, jobs: int) -> dict:
-    tasks = [(pools, judge, kind, gen, seed * 100_003 + i) for i in range(n)]
+def scenario(pools: dict, judge: dict, kind: str, gen: int, n: int, seed: int, jobs: int,
+             candidates: int = CANDIDATES) -> dict:
+    """`n` studies of 1 + `candidates` runs; false promotions are counted per 100 runs (a shorter study's
+    count scaled up), so that studies of every length report the target's unit."""
+    tasks = [(pools, judge, kind, gen, seed * 100_003 + i, candidates) for i in range(n)]
     with multiprocessing.get_context("fork").Pool(jobs) as pool:
         studies = pool.map(one_study, tasks)
     false = np.array([s["false"] for s in studies])
@@ -136,10 +141,12 @@ def scenario(pools: dict, judge: dict, kind: str, gen: int, n: int, seed: int, j
     stages: dict = {}
     for s in studies:
         for k, v in s["by_stage"].items():
-            stages[k] = stages.get(k, 0) + v / n / CANDIDATES
-    out = {"studies": n, "false_promotions_mean": round(float(false.mean()), 4),
+            stages[k] = stages.get(k, 0) + v / n / candidates
+    per_100 = 100 / (candidates + 1)
+    out = {"studies": n, "runs_per_study": candidates + 1, "false_promotions": int(false.sum()),
+           "false_promotions_mean": round(float(false.mean() * per_100), 4),
            "p_any_false_promotion": round(float((false > 0).mean()), 4),
-           "processes_per_candidate": round(float(np.mean([(s["processes"] - baseline_seeds) / CANDIDATES
+           "processes_per_candidate": round(float(np.mean([(s["processes"] - baseline_seeds) / candidates
                                                           for s in studies])), 3),
            "incumbent_bias_sd": round(float(np.mean(bias)), 4) if bias else None,
            "comparisons_with_promoted_incumbents": len(bias),
@@ -154,14 +161,15 @@ def scenario(pools: dict, judge: dict, kind: str, gen: int, n: int, seed: int, j
 
 
 def judge_section(family: str, pools: dict, judge: dict, gens: list[int], n: int, jobs: int,
-                  kinds: tuple[str, ...] = KINDS) -> dict:
+                  kinds: tuple[str, ...] = KINDS, candidates: int = CANDIDATES) -> dict:
     out = {"gains_sd": {arm: round((pools[arm].mean - pools["A"].mean) / pools["A"].sd, 3) for arm in ("B1", "B2")},
            "seed_sd": round(pools["A"].sd, 5)}
     for gen in gens:
         pooled = []
         for kind in kinds:
             t0 = time.monotonic()
-            result = scenario(pools, judge, kind, gen, n, seed=10 * gen + KINDS.index(kind), jobs=jobs)
+            result = scenario(pools, judge, kind, gen, n, seed=10 * gen + KINDS.index(kind), jobs=jobs,
+                              candidates=candidates)
             pooled += result.pop("_bias")
             out[f"g{gen}_{kind}"] = {**result, "seconds": round(time.monotonic() - t0, 1)}
             print(f"{family} g{gen} {kind}: {out[f'g{gen}_{kind}']}", file=sys.stderr, flush=True)
@@ -266,9 +274,10 @@ SECTIONS = ("synthetic", "digits", "welch", "search")
 
 @click.command()
 @click.option("--quick", is_flag=True,
-              help="Smoke run: synthetic pools, generation size 1, A/A and +2 sd studies only, fewer studies.")
+              help="Smoke run: synthetic pools, generation size 1, A/A and +2 sd studies only, fewer and shorter "
+                   f"studies ({QUICK_CANDIDATES + 1} runs; false promotions are still counted per 100 runs).")
 @click.option("--studies", type=int, help="Studies per scenario (default 100; --quick: 10).")
-@click.option("--search-studies", type=int, help="Studies per search problem and setting (default 30; quick 2).")
+@click.option("--search-studies", type=int, help="Studies per search problem and setting (default 30; quick 1).")
 @click.option("--only", "only", type=click.Choice(SECTIONS), multiple=True,
               help="Measure only these sections (repeat the option); default: all of them (--quick: synthetic and "
                    "one search problem).")
@@ -284,11 +293,12 @@ def main(quick: bool, studies: int | None, search_studies: int | None, only: tup
     judge = default_judge()
     n = studies or (10 if quick else 100)
     sections = set(only or (("synthetic", "search") if quick else SECTIONS)) - ({"search"} if skip_search else set())
-    out = {"quick": quick, "runs_per_study": CANDIDATES + 1, "judge_settings": judge, "judge": {}}
+    candidates = QUICK_CANDIDATES if quick else CANDIDATES
+    out = {"quick": quick, "runs_per_study": candidates + 1, "judge_settings": judge, "judge": {}}
     if "synthetic" in sections:
         kinds = ("aa", "gain2") if quick else KINDS  # quick: what the targets need
         out["judge"]["synthetic"] = judge_section("synthetic", synthetic_pools(), judge, [1] if quick else [1, 4],
-                                                  n, jobs, kinds)
+                                                  n, jobs, kinds, candidates)
     if "digits" in sections:
         pools = digits_pools(240, 40)
         out["judge"]["digits"] = judge_section("digits", pools, judge, [1, 4], n, jobs)
@@ -299,7 +309,7 @@ def main(quick: bool, studies: int | None, search_studies: int | None, only: tup
     if "search" in sections:
         chosen = {"default": {}} if quick else {name: VARIANTS[name] for name in variants.split(",")}
         search = search_section(["mixed"] if quick else problems.split(","), chosen, 40 if quick else 100,
-                                search_studies or (2 if quick else 30),
+                                search_studies or (1 if quick else 30),
                                 jobs)
         out["search"] = search
     out["targets"] = check_targets(out["judge"], None if quick else search)

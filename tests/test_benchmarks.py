@@ -37,16 +37,26 @@ def test_every_benchmark_starts_right_after_bin_demo(name, tmp_path):
 
 @pytest.mark.slow
 def test_judge_study_quick_meets_the_study_level_targets(tmp_path):
-    """Whole 100-run studies through the real runner, judge and journal (synthetic pools, fixed seeds)."""
+    """Whole studies through the real runner, judge and journal (synthetic pools, fixed seeds), fewer and shorter
+    than the full run's (10 A/A and 10 +2 sd studies of 40 runs; about 20 s on 2 cores), so each target is
+    asserted at a tolerance its sample allows: one that a judge meeting the target passes at least 95% of the
+    time, and that the judge this replaced (a false promotion in 77% of 100-run studies, records +0.7 to +1.0 sd high)
+    fails."""
     out = run_quick("judge_study.py", tmp_path)
-    met = out["targets"]["met"]
-    assert met["false_promotions"], out["targets"]  # <= 0.2 false promotions per 100-run A/A study
-    assert met["incumbent_bias_sd"], out["targets"]  # |bias| <= 0.25 sd
-    assert met["processes_per_aa_candidate"], out["targets"]  # <= 2.5 trainer processes per A/A candidate
-    # a +2 sd gain promoted in >= 80% of studies: the full run measures it at 0.80-0.83 (README); on the quick
-    # run's few studies a share has a binomial standard error of 0.13, so two of them are allowed here
-    n = out["judge"]["synthetic"]["g1_gain2"]["studies"]
-    assert out["targets"]["worst"]["detection_2sd"] >= 0.8 - 2 * (0.8 * 0.2 / n) ** 0.5, out["targets"]
+    synthetic = out["judge"]["synthetic"]
+    aa, gain2 = synthetic["g1_aa"], synthetic["g1_gain2"]
+    # false promotions: a Poisson count over 10 x 40 = 400 runs; at the target's 0.2 per 100 runs its mean is
+    # 0.8 and P(count <= 2) = 0.953
+    assert aa["studies"] * aa["runs_per_study"] == 400
+    assert aa["false_promotions"] <= 2, aa
+    # +2 sd gain promoted in >= 80% of studies: Binomial(10, 0.8) gives >= 6 with probability 0.967
+    assert gain2["studies"] == 10 and gain2["detection"] >= 0.6, gain2
+    # incumbent bias: a mean over ~10-seed records of the promoted incumbents (sd 1 each): target + 2 se
+    promoted = gain2["promoted_incumbents"] + aa["promoted_incumbents"]
+    assert promoted >= 3, synthetic
+    assert abs(synthetic["g1_incumbent_bias_sd"]) <= 0.25 + 2 / (10 * promoted) ** 0.5, synthetic
+    # processes per A/A candidate: a mean over 390 candidates (sd about 1.4 each, se 0.07): the target as is
+    assert aa["processes_per_candidate"] <= 2.5, aa
     search = out["search"]["mixed"]["default"]
     assert search["study_regret"] >= 0 and search["plain_tpe_regret"] >= 0
 
