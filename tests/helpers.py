@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from autopilot.ingest.checks import Settings
 from autopilot.ops.scaffold import QUICK_STUDY, quick_project, workflow_env
+from autopilot.paths import Project
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -48,3 +50,15 @@ def snakemake(root: Path, *args: str, check: bool = True, timeout: float = 600) 
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
+
+
+def ingest_settings(**overrides) -> Settings:
+    """Ingest settings of a study whose default spec is chat_sft_v1, with `overrides`."""
+    return Settings.from_config({"default_spec": "chat_sft_v1", **overrides})
+
+
+def drop(project: Project, name: str, data: bytes) -> Path:
+    """A file dropped into the project's inbox."""
+    path = project.inbox / name
+    path.write_bytes(data)
+    return path

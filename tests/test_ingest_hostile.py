@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import drop, ingest_settings
 
 from autopilot import fsio, schemas
 from autopilot.ingest import claim_area, files, inbox, queue
-from autopilot.ingest.checks import Settings
 from autopilot.ingest.inbox import ingest_inbox
 from autopilot.paths import Project
 
@@ -38,16 +38,6 @@ def project(tmp_path: Path) -> Project:
     return project
 
 
-def settings(**overrides) -> Settings:
-    return Settings.from_config({"default_spec": "chat_sft_v1", **overrides})
-
-
-def drop(project: Project, name: str, data: bytes) -> Path:
-    path = project.inbox / name
-    path.write_bytes(data)
-    return path
-
-
 def reason_of(entry: Path) -> dict:
     reason = fsio.read_json(queue.companion(entry, queue.REASON_SUFFIX))
     schemas.validate(reason, "ingest_reason")
@@ -59,7 +49,7 @@ def bounded_ingest(project: Project, **overrides) -> tuple[list, float, int]:
     tracemalloc.start()
     start = time.monotonic()
     try:
-        outcomes = ingest_inbox(project, settings(**overrides), now=LATER)
+        outcomes = ingest_inbox(project, ingest_settings(**overrides), now=LATER)
         return outcomes, time.monotonic() - start, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -148,7 +138,7 @@ def test_a_data_file_over_max_file_bytes_is_moved_to_failed_unread(project, monk
     drop(project, "big.jsonl", data)
     drop(project, "big.meta.yaml", b"priority: high\n")
     monkeypatch.setattr(inbox, "check_stream", lambda *a: pytest.fail("a file over the limit must not be read"))
-    [outcome] = ingest_inbox(project, settings(max_file_bytes=1000), now=LATER)
+    [outcome] = ingest_inbox(project, ingest_settings(max_file_bytes=1000), now=LATER)
     assert outcome.status == "rejected" and outcome.entry.read_bytes() == data
     reason = reason_of(outcome.entry)
     assert reason["findings"][0]["kind"] == "too_large" and "max_file_bytes=1000" in reason["reason"]
@@ -169,7 +159,7 @@ def test_an_unexpected_error_in_one_file_fails_that_file_only(project, monkeypat
         return real(stream, spec, settings)
 
     monkeypatch.setattr(inbox, "check_stream", check)
-    outcomes = {o.source: o for o in ingest_inbox(project, settings(), now=LATER)}
+    outcomes = {o.source: o for o in ingest_inbox(project, ingest_settings(), now=LATER)}
     assert outcomes["fine.jsonl"].status == "accepted"
     failed = outcomes["cursed.jsonl"]
     assert failed.status == "rejected" and failed.entry.read_bytes() == GOOD
@@ -194,13 +184,13 @@ def test_a_full_disk_while_staging_leaves_the_inbox_file_intact_and_the_ingest_g
 
     monkeypatch.setattr(inbox._Tee, "readinto", full_after_the_first_piece)
     monkeypatch.setattr(queue, "CHUNK", 512)  # several pieces: the disk fills in the middle of the copy
-    [outcome] = ingest_inbox(project, settings(), now=LATER)
+    [outcome] = ingest_inbox(project, ingest_settings(), now=LATER)
     assert outcome.status == "waiting" and "no space left" in outcome.detail
     after = path.stat()
     assert path.read_bytes() == GOOD * 100 and (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert list(queue.staging(project).iterdir()) == [] and not project.failed.exists()
     monkeypatch.undo()
-    [outcome] = ingest_inbox(project, settings(), now=LATER)
+    [outcome] = ingest_inbox(project, ingest_settings(), now=LATER)
     assert outcome.status == "accepted" and outcome.entry.read_bytes() == GOOD * 100
 
 
@@ -222,7 +212,7 @@ def test_the_ingest_command_exits_0_on_a_full_disk_so_the_loop_goes_on(project, 
 def test_too_little_free_space_for_the_copy_waits_before_writing_a_byte(project, monkeypatch):
     drop(project, "chat.jsonl", GOOD)
     monkeypatch.setattr(inbox, "free_bytes", lambda folder: inbox.STAGING_RESERVE)
-    [outcome] = ingest_inbox(project, settings(), now=LATER)
+    [outcome] = ingest_inbox(project, ingest_settings(), now=LATER)
     assert outcome.status == "waiting" and "not enough free space" in outcome.detail
     assert (project.inbox / "chat.jsonl").read_bytes() == GOOD and list(queue.staging(project).iterdir()) == []
 
@@ -236,11 +226,11 @@ def test_a_writer_that_stalls_past_settle_seconds_is_not_ingested_half_way(proje
     writer.write(GOOD * 10)  # half of it, in whole lines: a partial file that would pass every check
     writer.flush()
     os.utime(path, (time.time() - 60, time.time() - 60))  # ...and then nothing for a minute
-    [outcome] = ingest_inbox(project, settings(settle_seconds=5))
+    [outcome] = ingest_inbox(project, ingest_settings(settle_seconds=5))
     assert outcome.status == "waiting" and "still open for writing" in outcome.detail
     writer.write(GOOD * 10)  # the writer goes on: its bytes land in the file, none is lost
     writer.close()
-    [outcome] = ingest_inbox(project, settings(), now=LATER)
+    [outcome] = ingest_inbox(project, ingest_settings(), now=LATER)
     assert outcome.status == "accepted" and outcome.entry.read_bytes() == GOOD * 20
 
 
@@ -255,11 +245,11 @@ def test_a_replacement_dropped_while_a_file_is_ingested_is_never_removed(project
         return entry
 
     monkeypatch.setattr(queue, "publish", publish_then_a_new_version_arrives)
-    [outcome] = ingest_inbox(project, settings(), now=LATER)
+    [outcome] = ingest_inbox(project, ingest_settings(), now=LATER)
     assert outcome.status == "accepted" and outcome.entry.read_bytes() == GOOD
     assert (project.inbox / "daily.jsonl").read_bytes() == GOOD * 2  # the new version waits for the next ingest
     monkeypatch.undo()
-    [outcome] = ingest_inbox(project, settings(), now=LATER)
+    [outcome] = ingest_inbox(project, ingest_settings(), now=LATER)
     assert outcome.status == "accepted" and outcome.entry.read_bytes() == GOOD * 2
 
 
@@ -274,7 +264,7 @@ def test_a_file_changed_after_it_was_read_goes_back_instead_of_being_removed(pro
         return entry
 
     monkeypatch.setattr(queue, "publish", publish_then_a_late_write)
-    [outcome] = ingest_inbox(project, settings(), now=LATER)
+    [outcome] = ingest_inbox(project, ingest_settings(), now=LATER)
     assert outcome.status == "accepted" and outcome.entry.read_bytes() == GOOD
     assert path.read_bytes() == GOOD * 2 and not project.ingesting.exists()
 
@@ -288,11 +278,11 @@ def test_a_crash_while_reading_gives_the_claimed_pair_back_on_the_next_run(proje
 
     monkeypatch.setattr(inbox, "check_stream", killed)
     with pytest.raises(KeyboardInterrupt):
-        ingest_inbox(project, settings(), now=LATER)
+        ingest_inbox(project, ingest_settings(), now=LATER)
     monkeypatch.undo()
     assert sorted(os.listdir(project.ingesting)) == ["k.jsonl", "k.meta.yaml"]
     drop(project, "k.jsonl", GOOD * 3)  # meanwhile a new file took the name: both are kept, each with its sidecar
-    outcomes = ingest_inbox(project, settings(), now=LATER)
+    outcomes = ingest_inbox(project, ingest_settings(), now=LATER)
     assert sorted((o.source, o.entry.read_bytes()) for o in outcomes) == [
         ("k.jsonl", GOOD * 3), ("k.returned-1.jsonl", GOOD)]
     returned = next(o for o in outcomes if o.source == "k.returned-1.jsonl")
@@ -340,7 +330,7 @@ def test_concurrent_producers_lose_nothing(project):
     thread.start()
     seen = []
     while not stop.is_set() or any(p.name.endswith(".jsonl") for p in project.inbox.iterdir()):
-        seen += [o for o in ingest_inbox(project, settings(settle_seconds=0)) if o.status == "accepted"]
+        seen += [o for o in ingest_inbox(project, ingest_settings(settle_seconds=0)) if o.status == "accepted"]
     thread.join()
     assert sorted(o.source for o in seen) == sorted(f"f{i}.jsonl" for i in written)
     assert all(o.entry.read_bytes() == GOOD * (int(o.source[1:-6]) + 1) for o in seen)

@@ -10,10 +10,10 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from helpers import drop, ingest_settings
 
 from autopilot import fsio, schemas
 from autopilot.ingest import inbox, queue
-from autopilot.ingest.checks import Settings
 from autopilot.ingest.inbox import ingest_inbox, summarize
 from autopilot.paths import Project
 
@@ -26,16 +26,6 @@ def project(tmp_path: Path) -> Project:
     project = Project(tmp_path)
     project.inbox.mkdir()
     return project
-
-
-def settings(**overrides) -> Settings:
-    return Settings.from_config({"default_spec": "chat_sft_v1", **overrides})
-
-
-def drop(project: Project, name: str, data: bytes) -> Path:
-    path = project.inbox / name
-    path.write_bytes(data)
-    return path
 
 
 def sha(data: bytes) -> str:
@@ -59,7 +49,7 @@ def only_entry(outcomes) -> Path:
 def test_an_accepted_file_is_copied_byte_for_byte_with_a_report(project):
     data = GOOD * 3
     drop(project, "chat.jsonl", data)
-    outcomes = ingest_inbox(project, settings(), now=LATER)
+    outcomes = ingest_inbox(project, ingest_settings(), now=LATER)
     entry = only_entry(outcomes)
     assert outcomes[0].status == "accepted" and entry.parent == project.queue_dir("normal")
     assert entry.read_bytes() == data and entry.name.endswith("-chat.jsonl")
@@ -76,7 +66,7 @@ def test_an_accepted_file_is_copied_byte_for_byte_with_a_report(project):
 def test_a_rejected_file_goes_to_failed_with_findings_and_totals(project):
     data = GOOD + b"[1]\n" + b"{oops\n" + GOOD
     drop(project, "bad.jsonl", data)
-    entry = only_entry(ingest_inbox(project, settings(), now=LATER))
+    entry = only_entry(ingest_inbox(project, ingest_settings(), now=LATER))
     assert entry.parent == project.failed and entry.read_bytes() == data
     reason = fsio.read_json(queue.companion(entry, queue.REASON_SUFFIX))
     schemas.validate(reason, "ingest_reason")
@@ -90,7 +80,7 @@ def test_the_sidecar_sets_spec_and_priority_and_is_kept_in_the_report(project):
     sidecar = b"spec: completion_v1\npriority: high\nnote: from the nightly generator  # kept\n"
     drop(project, "c.meta.yaml", sidecar)
     drop(project, "c.jsonl", b'{"prompt": "2+2=", "completion": "4"}\n')
-    entry = only_entry(ingest_inbox(project, settings(), now=LATER))
+    entry = only_entry(ingest_inbox(project, ingest_settings(), now=LATER))
     assert entry.parent == project.queue_dir("high")
     report = fsio.read_json(queue.companion(entry, queue.REPORT_SUFFIX))
     assert report["spec"] == "completion_v1" and report["meta"]["note"].startswith("from the nightly")
@@ -108,7 +98,7 @@ def test_the_sidecar_sets_spec_and_priority_and_is_kept_in_the_report(project):
 def test_a_bad_sidecar_rejects_its_file_and_both_are_kept(project, sidecar, problem):
     drop(project, "d.meta.yaml", sidecar)
     drop(project, "d.jsonl", GOOD)
-    entry = only_entry(ingest_inbox(project, settings(), now=LATER))
+    entry = only_entry(ingest_inbox(project, ingest_settings(), now=LATER))
     assert entry.parent == project.failed and entry.read_bytes() == GOOD
     assert queue.companion(entry, queue.META_SUFFIX).read_bytes() == sidecar
     reason = fsio.read_json(queue.companion(entry, queue.REASON_SUFFIX))
@@ -120,7 +110,7 @@ def test_deny_by_default_no_spec_or_an_unknown_one_is_rejected(project):
     drop(project, "nospec.jsonl", GOOD)
     drop(project, "odd.meta.yaml", b"spec: chat_sft_v9\n")
     drop(project, "odd.jsonl", GOOD)
-    outcomes = ingest_inbox(project, settings(default_spec=None), now=LATER)
+    outcomes = ingest_inbox(project, ingest_settings(default_spec=None), now=LATER)
     reasons = {o.source: fsio.read_json(queue.companion(o.entry, queue.REASON_SUFFIX)) for o in outcomes}
     assert reasons["nospec.jsonl"]["findings"][0]["kind"] == "no_spec"
     assert "default_spec" in reasons["nospec.jsonl"]["reason"]
@@ -130,7 +120,7 @@ def test_deny_by_default_no_spec_or_an_unknown_one_is_rejected(project):
 
 def test_not_a_jsonl_file_is_moved_to_failed_never_deleted(project):
     drop(project, "notes.csv", b"a,b\n1,2\n")
-    entry = only_entry(ingest_inbox(project, settings(), now=LATER))
+    entry = only_entry(ingest_inbox(project, ingest_settings(), now=LATER))
     assert entry.parent == project.failed and entry.read_bytes() == b"a,b\n1,2\n"
     assert entry.name.endswith("-notes.csv")
     reason = fsio.read_json(queue.companion(entry, queue.REASON_SUFFIX))
@@ -144,7 +134,7 @@ def test_entries_are_named_first_in_first_out_and_never_overwrite(project):
     for i, name in enumerate(["b.jsonl", "a.jsonl", "c.jsonl"]):
         path = drop(project, name, GOOD)
         os.utime(path, (1000 + i, 1000 + i))  # dropped in the order b, a, c
-    outcomes = ingest_inbox(project, settings(), now=LATER)
+    outcomes = ingest_inbox(project, ingest_settings(), now=LATER)
     assert [o.source for o in outcomes] == ["b.jsonl", "a.jsonl", "c.jsonl"]
     names = [o.entry.name for o in outcomes]
     assert sorted(names) == names and len(set(names)) == 3  # same millisecond: the sequence number orders them
@@ -156,7 +146,7 @@ def test_a_taken_name_is_never_overwritten(project):
     taken.parent.mkdir(parents=True)
     taken.write_bytes(b"already here\n")
     drop(project, "x.jsonl", GOOD)
-    entry = only_entry(ingest_inbox(project, settings(), now=LATER))
+    entry = only_entry(ingest_inbox(project, ingest_settings(), now=LATER))
     assert entry != taken and entry.read_bytes() == GOOD and taken.read_bytes() == b"already here\n"
 
 
@@ -168,11 +158,11 @@ def test_files_still_being_written_are_left_alone(project):
     for name, data in names.items():
         drop(project, name, data)
     fresh = drop(project, "fresh.jsonl", GOOD)
-    outcomes = ingest_inbox(project, settings(settle_seconds=30), now=time.time())
+    outcomes = ingest_inbox(project, ingest_settings(settle_seconds=30), now=time.time())
     assert {o.status for o in outcomes} == {"waiting"} and "fresh.jsonl" in {o.source for o in outcomes}
     assert all((project.inbox / n).read_bytes() == d for n, d in names.items()) and fresh.read_bytes() == GOOD
     assert not project.queue_dir("normal").exists()
-    later = ingest_inbox(project, settings(settle_seconds=30), now=time.time() + 31)
+    later = ingest_inbox(project, ingest_settings(settle_seconds=30), now=time.time() + 31)
     assert [o.source for o in later if o.status == "accepted"] == ["fresh.jsonl"]
 
 
@@ -180,14 +170,14 @@ def test_a_file_waits_while_its_sidecar_is_being_written(project):
     drop(project, "s.jsonl", GOOD)
     os.utime(project.inbox / "s.jsonl", (1000, 1000))
     drop(project, "s.meta.yaml", b"priority: high\n")
-    outcomes = ingest_inbox(project, settings(settle_seconds=30), now=time.time())
+    outcomes = ingest_inbox(project, ingest_settings(settle_seconds=30), now=time.time())
     assert [(o.source, o.status) for o in outcomes] == [("s.jsonl", "waiting")]
-    assert only_entry(ingest_inbox(project, settings(), now=LATER)).parent == project.queue_dir("high")
+    assert only_entry(ingest_inbox(project, ingest_settings(), now=LATER)).parent == project.queue_dir("high")
 
 
 def test_a_sidecar_without_its_file_waits(project):
     drop(project, "early.meta.yaml", b"spec: chat_sft_v1\n")
-    outcomes = ingest_inbox(project, settings(), now=LATER)
+    outcomes = ingest_inbox(project, ingest_settings(), now=LATER)
     assert [(o.source, o.status) for o in outcomes] == [("early.meta.yaml", "waiting")]
     assert (project.inbox / "early.meta.yaml").exists()
 
@@ -204,7 +194,7 @@ def test_a_file_that_changes_while_it_is_read_is_left_for_next_time(project, mon
         return real(stream, spec, settings)
 
     monkeypatch.setattr(inbox, "check_stream", check_and_append)
-    outcomes = ingest_inbox(project, settings(), now=LATER)
+    outcomes = ingest_inbox(project, ingest_settings(), now=LATER)
     writer.close()
     assert [(o.status, o.detail) for o in outcomes] == [("waiting", "changed while it was read")]
     assert path.read_bytes() == GOOD * 1001
@@ -217,7 +207,7 @@ def test_a_file_that_changes_while_it_is_read_is_left_for_next_time(project, mon
 def test_the_source_stays_when_the_copy_does_not_verify(project, monkeypatch):
     drop(project, "v.jsonl", GOOD)
     monkeypatch.setattr(queue, "sha256_file", lambda path: "0" * 64)
-    outcomes = ingest_inbox(project, settings(), now=LATER)
+    outcomes = ingest_inbox(project, ingest_settings(), now=LATER)
     assert outcomes[0].status == "waiting" and "did not verify" in outcomes[0].detail
     assert (project.inbox / "v.jsonl").read_bytes() == GOOD
     assert every_file(project) == [project.inbox / "v.jsonl"]
@@ -231,11 +221,11 @@ def test_a_crash_before_the_link_leaves_the_file_in_the_inbox(project, monkeypat
 
     monkeypatch.setattr(queue, "publish", killed)
     with pytest.raises(KeyboardInterrupt):
-        ingest_inbox(project, settings(), now=LATER)
+        ingest_inbox(project, ingest_settings(), now=LATER)
     monkeypatch.undo()
     assert every_file(project) == [project.ingesting / "k.jsonl"]  # claimed: in one place, whole
     assert (project.ingesting / "k.jsonl").read_bytes() == GOOD
-    outcomes = ingest_inbox(project, settings(), now=LATER)
+    outcomes = ingest_inbox(project, ingest_settings(), now=LATER)
     assert [o.status for o in outcomes] == ["accepted"]
     assert [p.parent.name for p in every_file(project)] == ["normal", "normal"]  # entry and report, once
 
@@ -249,10 +239,10 @@ def test_a_crash_after_the_link_is_completed_by_the_next_run_not_queued_twice(pr
 
     monkeypatch.setattr(inbox.claim_area, "release", killed)
     with pytest.raises(KeyboardInterrupt):
-        ingest_inbox(project, settings(), now=LATER)
+        ingest_inbox(project, ingest_settings(), now=LATER)
     monkeypatch.undo()
     assert (project.ingesting / "k.jsonl").exists()
-    assert ingest_inbox(project, settings(), now=LATER + 1) == []
+    assert ingest_inbox(project, ingest_settings(), now=LATER + 1) == []
     entries = queue.entries(project.queue_dir("low"))
     assert len(entries) == 1 and entries[0].read_bytes() == GOOD
     assert list(project.inbox.iterdir()) == [] and not (project.queue / inbox.INTENT).exists()
@@ -269,9 +259,9 @@ def test_a_report_linked_without_its_entry_is_undone_by_the_next_run(project, mo
 
     monkeypatch.setattr(queue, "link_new", link_report_then_die)
     with pytest.raises(KeyboardInterrupt):
-        ingest_inbox(project, settings(), now=LATER)
+        ingest_inbox(project, ingest_settings(), now=LATER)
     monkeypatch.undo()
-    outcomes = ingest_inbox(project, settings(), now=LATER + 5)
+    outcomes = ingest_inbox(project, ingest_settings(), now=LATER + 5)
     assert [o.status for o in outcomes] == ["accepted"]
     files = every_file(project)
     assert len(files) == 2 and {p.suffix for p in files} == {".jsonl", ".json"}
@@ -299,7 +289,7 @@ HOSTILE = {
 def test_hostile_input_gets_a_clear_outcome_and_its_bytes_survive(project, name):
     data, status, kind = HOSTILE[name]
     drop(project, name, data)
-    [outcome] = ingest_inbox(project, settings(), now=LATER)
+    [outcome] = ingest_inbox(project, ingest_settings(), now=LATER)
     assert outcome.status == status
     assert outcome.entry.read_bytes() == data and outcome.entry.name.endswith(name)
     doc = fsio.read_json(queue.companion(outcome.entry, queue.REPORT_SUFFIX if status == "accepted"
@@ -316,7 +306,7 @@ def test_a_file_name_that_is_not_utf8_is_ingested_under_a_printable_name(project
     raw_name = os.fsencode(project.inbox) + b"/caf\xe9 latin1.jsonl"
     with open(raw_name, "wb") as f:
         f.write(GOOD)
-    [outcome] = ingest_inbox(project, settings(), now=LATER)
+    [outcome] = ingest_inbox(project, ingest_settings(), now=LATER)
     assert outcome.status == "accepted" and outcome.entry.name.endswith("caf\ufffd latin1.jsonl")
     report = fsio.read_json(queue.companion(outcome.entry, queue.REPORT_SUFFIX))
     assert report["entry"] == outcome.entry.name and report["source"] == "caf\\xe9 latin1.jsonl"
@@ -328,7 +318,7 @@ def test_a_symlink_out_of_the_inbox_is_rejected_and_its_target_untouched(project
     secret.parent.mkdir()
     secret.write_bytes(GOOD)
     os.symlink(secret, project.inbox / "link.jsonl")
-    [outcome] = ingest_inbox(project, settings(), now=LATER)
+    [outcome] = ingest_inbox(project, ingest_settings(), now=LATER)
     assert outcome.status == "rejected"
     assert outcome.entry.is_symlink() and os.readlink(outcome.entry) == str(secret)
     reason = fsio.read_json(queue.companion(outcome.entry, queue.REASON_SUFFIX))
@@ -343,7 +333,7 @@ def test_a_50_mb_single_line_is_rejected_without_being_held_in_memory(project):
     drop(project, "huge.jsonl", data)
     tracemalloc.start()
     try:
-        [outcome] = ingest_inbox(project, settings(), now=LATER)
+        [outcome] = ingest_inbox(project, ingest_settings(), now=LATER)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -359,7 +349,7 @@ def test_a_50_mb_single_line_is_rejected_without_being_held_in_memory(project):
 def test_retry_puts_a_failed_file_back_and_keeps_its_reason_as_history(project):
     drop(project, "r.meta.yaml", b"spec: chat_sft_v2\n")
     drop(project, "r.jsonl", GOOD)
-    failed = only_entry(ingest_inbox(project, settings(), now=LATER))
+    failed = only_entry(ingest_inbox(project, ingest_settings(), now=LATER))
     back = queue.retry(project, failed.name)
     assert back == project.inbox / "r.jsonl" and back.read_bytes() == GOOD
     assert (project.inbox / "r.meta.yaml").read_bytes() == b"spec: chat_sft_v2\n"
@@ -367,7 +357,7 @@ def test_retry_puts_a_failed_file_back_and_keeps_its_reason_as_history(project):
     assert fsio.read_json(kept)["findings"][0]["kind"] == "unknown_spec"
     assert queue.failed_entries(project) == []
     (project.inbox / "r.meta.yaml").write_bytes(b"spec: chat_sft_v1\n")  # the fix
-    entry = only_entry(ingest_inbox(project, settings(), now=LATER + 10))
+    entry = only_entry(ingest_inbox(project, ingest_settings(), now=LATER + 10))
     report = fsio.read_json(queue.companion(entry, queue.REPORT_SUFFIX))
     assert report["history"] == [str(kept.relative_to(project.root))]
 
@@ -378,7 +368,7 @@ def test_retry_refuses_an_unknown_name_and_a_taken_inbox_name(project):
     with pytest.raises(QueueError, match="no failed entry"):
         queue.retry(project, "nothing.jsonl")
     drop(project, "t.jsonl", b"[]\n")
-    failed = only_entry(ingest_inbox(project, settings(), now=LATER))
+    failed = only_entry(ingest_inbox(project, ingest_settings(), now=LATER))
     drop(project, "t.jsonl", GOOD)
     with pytest.raises(QueueError, match="exists"):
         queue.retry(project, failed.name)
@@ -387,7 +377,7 @@ def test_retry_refuses_an_unknown_name_and_a_taken_inbox_name(project):
 
 def test_reports_travel_with_claims(project):
     drop(project, "t.jsonl", GOOD)
-    ingest_inbox(project, settings(), now=LATER)
+    ingest_inbox(project, ingest_settings(), now=LATER)
     claimed = queue.claim_next(project)
     report = json.loads(queue.companion(claimed, queue.REPORT_SUFFIX).read_text())
     assert report["entry"] == claimed.name and report["priority"] == "normal"

@@ -24,6 +24,16 @@ def number(value: float | None, fmt: str = ".4f") -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def cost_items(entry: dict, parameters_unit: str = "params") -> list[str]:
+    """What one seed of a run cost, as the run reported it: `12.3 s`, `210 MB`, `3,818 params` (absent ones left
+    out)."""
+    costs = entry.get("costs") or {}
+    items = [f"{costs['wall_seconds']:.1f} s" if costs.get("wall_seconds") is not None else None,
+             f"{costs['peak_memory_mb']:.0f} MB" if costs.get("peak_memory_mb") is not None else None,
+             f"{costs['parameters']:,} {parameters_unit}" if costs.get("parameters") is not None else None]
+    return [item for item in items if item]
+
+
 def describe_overrides(overrides: dict) -> str:
     """`lr=0.003, width=32`, or that nothing changed."""
     if not overrides:

@@ -27,7 +27,7 @@ from importlib import resources
 from pathlib import Path
 
 from autopilot import fsio, ledger
-from autopilot.formatting import delta_text, describe_overrides, number
+from autopilot.formatting import cost_items, delta_text, describe_overrides, number
 from autopilot.judge import stats
 from autopilot.judge.front import pareto_front
 from autopilot.ops import continual_report
@@ -151,11 +151,7 @@ def failures_section(history: list[dict]) -> str:
 
 
 def cost_text(e: dict) -> str:
-    costs = e.get("costs") or {}
-    parts = [f"{costs['wall_seconds']:.1f} s" if costs.get("wall_seconds") is not None else None,
-             f"{costs['peak_memory_mb']:.0f} MB" if costs.get("peak_memory_mb") is not None else None,
-             f"{costs['parameters']:,} params" if costs.get("parameters") is not None else None]
-    return ", ".join(p for p in parts if p) or "-"
+    return ", ".join(cost_items(e)) or "-"
 
 
 def front_section(history: list[dict], front: list[str], metric: str) -> str:

@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autopilot import ledger
-from autopilot.formatting import VERDICT_STYLE, delta_text, describe_overrides, metric_text
+from autopilot.formatting import VERDICT_STYLE, cost_items, delta_text, describe_overrides, metric_text
 from autopilot.judge.front import pareto_front
 from autopilot.registry import listing, store
 from autopilot.study import Study
@@ -79,11 +79,7 @@ def metric_cell(e: dict) -> str:
 
 def cost_cell(e: dict) -> str:
     """What one seed of the run cost, one item a line: `12.3 s`, `210 MB`, `3,818 p` (parameters)."""
-    costs = e.get("costs") or {}
-    lines = [f"{costs['wall_seconds']:.1f} s" if costs.get("wall_seconds") is not None else None,
-             f"{costs['peak_memory_mb']:.0f} MB" if costs.get("peak_memory_mb") is not None else None,
-             f"{costs['parameters']:,} p" if costs.get("parameters") is not None else None]
-    return "\n".join(line for line in lines if line) or "-"
+    return "\n".join(cost_items(e, parameters_unit="p")) or "-"
 
 
 def print_results(study: Study, as_json: bool = False, last: int = 0) -> None:
