@@ -41,7 +41,6 @@ def study_project(root: Path, budget: float) -> Path:
                   "dropout": 0.1, "optimizer": "adam", "time_budget_s": budget},
         search_space={"optimizer": {"type": "categorical", "choices": ["sgd"]}},  # every candidate: SGD
         tpe={"n_startup_trials": 0},
-        judge={"noise_seeds": 1, "select_seeds": 1, "confirm_seeds": 2, "record_seeds": 1, "incumbent_seeds": 2},
         budget={"max_seconds_per_run": budget + 120},
     )
 

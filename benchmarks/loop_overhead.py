@@ -40,7 +40,6 @@ def main(runs: int, budget: float, quick: bool) -> None:
             Path(tmp) / "p",
             baseline={"lr": 0.003, "batch_size": 64, "epochs": 6, "weight_decay": 0.0001, "width": 16,
                       "dropout": 0.1, "optimizer": "adam", "time_budget_s": budget},
-            judge={"noise_seeds": 1, "select_seeds": 1, "confirm_seeds": 2, "record_seeds": 1, "incumbent_seeds": 2},
             budget={"max_seconds_per_run": budget + 60},
         )
         t0 = time.perf_counter()

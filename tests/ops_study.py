@@ -13,6 +13,7 @@ from pathlib import Path
 from helpers import make_project
 
 from autopilot import fsio
+from autopilot.ops.scaffold import QUICK_STUDY
 
 SLOW_TRAINER = '''\
 """Test trainer: `steps` steps of `step_seconds` each, through the trainer contract."""
@@ -46,8 +47,7 @@ def make_slow_project(root: Path, steps: int = 20, step_seconds: float = 0.05, *
         "trainer": {"command": ["python", "slow_trainer.py", "{config}", "{run_dir}"]},
         "baseline": {"steps": steps, "step_seconds": step_seconds, "quality": 0.7},
         "search_space": {"quality": {"type": "float", "low": 0.5, "high": 0.9}},
-        "judge": {"noise_seeds": 1, "select_seeds": 1, "confirm_seeds": 2, "record_seeds": 1, "incumbent_seeds": 2,
-                  "noise_keys": []},
+        "judge": {**QUICK_STUDY["judge"], "noise_keys": []},
         **overrides,
     }
     make_project(root, **config)

@@ -16,6 +16,7 @@ from helpers import make_project
 from ops_study import entry
 
 from autopilot import fsio
+from autopilot.ops.scaffold import QUICK_STUDY
 from autopilot.paths import Project, RunPaths
 from autopilot.study import Study
 
@@ -47,8 +48,7 @@ def make_registry_project(root: Path, with_test: bool = True, **overrides) -> Pa
         "trainer": trainer,
         "baseline": {"quality": 0.7},
         "search_space": {"quality": {"type": "float", "low": 0.5, "high": 0.9}},
-        "judge": {"noise_seeds": 1, "select_seeds": 1, "confirm_seeds": 2, "record_seeds": 1, "incumbent_seeds": 2,
-                  "noise_keys": []},
+        "judge": {**QUICK_STUDY["judge"], "noise_keys": []},
         **overrides,
     }
     make_project(root, **config)

@@ -10,8 +10,9 @@ from test_workflow import finished_runs
 
 from autopilot import fsio
 from autopilot.cli import main
+from autopilot.ops.scaffold import QUICK_STUDY
 
-FAST_JUDGE = {"noise_seeds": 1, "select_seeds": 1, "confirm_seeds": 2, "record_seeds": 1, "incumbent_seeds": 2}
+FAST_JUDGE = QUICK_STUDY["judge"]
 
 
 def example_project(tmp_path, study_file: str, **changes):

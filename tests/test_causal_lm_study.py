@@ -19,6 +19,7 @@ from autopilot.ingest import claims, queue
 from autopilot.ingest.checks import Settings
 from autopilot.ingest.inbox import add_file, check_file
 from autopilot.ingest.specs import load_spec
+from autopilot.ops.scaffold import QUICK_STUDY
 from autopilot.paths import Project
 from autopilot.study import Study, check_config
 
@@ -29,7 +30,7 @@ FAST_BASELINE = {"max_steps": 4, "epochs": 1, "batch_size": 8, "save_every": 2, 
 def example_config(**changes) -> dict:
     config = yaml.safe_load(EXAMPLE.read_text())
     config["baseline"].update(FAST_BASELINE)
-    config["judge"] = {"noise_seeds": 1, "select_seeds": 1, "confirm_seeds": 2, "record_seeds": 1, "incumbent_seeds": 2}
+    config["judge"] = dict(QUICK_STUDY["judge"])  # the quick study's few seeds
     return {**config, **changes}
 
 
