@@ -139,7 +139,11 @@ def test_welch_only_when_a_noise_key_differs_from_the_incumbents_value(study):
     # now the incumbent is 00003 (lr 0.01); lr 0.03 differs from it: Welch
     diff, _ = trained(study, "00004", [0.95, 0.96, 0.95, 0.97, 0.96, 0.95], overrides={"lr": 0.03})
     assert diff["welch_keys"] == ["lr"] and diff["tests"]["confirm"]["name"] == "welch_t"
-    assert diff["tests"]["select"]["name"] == "pooled_t"  # stage 1 filters; the fresh seeds decide
+    # stage 1 filters with each side's regime noise (autopilot.judge.regimes): nobody trained near lr 0.03, so
+    # the candidate's side has the study's noise, and the incumbent's the pooled noise of the runs at lr 0.01
+    select = diff["tests"]["select"]
+    assert select["name"] == "regime_t"
+    assert select["incumbent_noise"]["df"] < select["candidate_noise"]["df"] <= diff["noise_floor"]["df"]
 
 
 def test_zero_seed_noise_never_yields_improved_from_p_zero(study):

@@ -26,6 +26,7 @@ import hashlib
 import logging
 import math
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -308,16 +309,19 @@ def example_goal(run: RunPaths) -> str | None:
     return None
 
 
-def noise_groups(history: list[dict]) -> list[list[float]]:
+def noise_groups(history: list[dict], keep: Callable[[dict], bool] | None = None) -> list[list[float]]:
     """Groups of seed values of one config each, none of them conditioned on its own spread: a run's stage-1
     seeds (not its screen seed, which was kept only for beating the incumbent), its confirmation seeds, and its
-    record together with the seeds later runs added to it. Their pooled spread is the study's noise."""
+    record together with the seeds later runs added to it. Their pooled spread is the study's noise; `keep`
+    (an entry -> bool) limits them to some runs' configs (a noise regime, autopilot.judge.regimes)."""
     topups: dict[str, list[float]] = {}
     for e in history:
         if e.get("compared_to"):
             topups.setdefault(e["compared_to"], []).extend(stage_values(e, "incumbent"))
     groups = []
     for e in history:
+        if keep is not None and not keep(e):
+            continue
         groups.append(stage_values(e, "select"))
         groups.append(stage_values(e, "confirm"))
         groups.append(unselected_values(e) + topups.get(e["run_id"], []))

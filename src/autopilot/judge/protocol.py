@@ -31,13 +31,15 @@ False promotions need a false pass of both stages on independent seeds: about al
 candidate of an equal config instead of alpha (measured by `benchmarks/judge_study.py`, README "How a run is
 judged").
 
-The noise is the study's pooled within-config spread (`ledger.noise_groups`: stage-1 seeds without the
-screen seed, confirmation seeds, and each record). Welch's test replaces the pooled one in stage 2 only when
-a key of `noise_keys` differs from the *incumbent's* value (not the baseline's), or in code mode when the run
-trains other code than the incumbent (`welch_keys` then holds `code`); each side's variance is floored
-at the pooled one, so the incumbent's spread never rests on its own few seeds, and a candidate's agreeing seeds
-prove nothing.
-Stage 1 stays pooled: it is a filter, and the fresh seeds decide.
+The noise is a pooled within-config spread (`ledger.noise_groups`: stage-1 seeds without the screen seed,
+confirmation seeds, and each record): each side of a test has the pooled noise of its *noise regime*, the runs
+whose `noise_keys` lie near its own (`autopilot.judge.regimes`; the study's whole pool when it has no noise keys
+or the regime too few degrees of freedom), so a quiet candidate is not judged with the spread of the loud
+configs a search explores, nor a loud one with a quiet spread. Welch's test replaces the pooled one in stage 2
+only when a key of `noise_keys` differs from the *incumbent's* value (not the baseline's), or in code mode when
+the run trains other code than the incumbent (`welch_keys` then holds `code`); each side's variance is floored
+at its regime's pooled one, so the incumbent's spread never rests on its own few seeds, and a candidate's
+agreeing seeds prove nothing. Stage 1 keeps the pooled noises: it is a filter, and the fresh seeds decide.
 
 Edge cases: a seed that failed (an error, a timeout, a NaN metric) ends the run as `failed` (a config that
 fails on some seeds is not promoted); a seed of the incumbent's config that failed is recorded and skipped.
@@ -64,7 +66,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from autopilot import ledger
-from autopilot.judge import stats
+from autopilot.judge import regimes, stats
 from autopilot.judge.stats import Noise
 from autopilot.ledger import SeedRecord
 from autopilot.settings import Judge
@@ -92,6 +94,7 @@ class Situation:
     incumbent: dict | None  # its history entry
     place: int  # the run's place in its generation
     welch_keys: tuple[str, ...] = ()  # noise keys whose value differs from the incumbent's
+    params: dict = field(default_factory=dict)  # the run's hparams (its noise regime)
     topups: bool = True  # may the run train seeds of the incumbent's config for its record
     incumbent_examples: tuple[np.ndarray, ...] = ()  # per-example scores of the incumbent's unselected seeds
     examples_maximize: bool | None = None  # per-example scores have their own goal (a loss per example for an
@@ -138,7 +141,8 @@ def situation_of(study: Study, run_id: str, history: list[dict]) -> Situation:
         welch += ("code",)  # code mode: a patch may change the noise as a noise key may
     return Situation(
         run_id=run_id, settings=settings, maximize=study.maximize, history=history, incumbent=best,
-        place=ledger.run_place(run), welch_keys=welch, topups=may_top_up(study, best),
+        place=ledger.run_place(run), welch_keys=welch, params=config.get("hparams", {}),
+        topups=may_top_up(study, best),
         incumbent_examples=() if best is None else incumbent_examples(study, best),
         examples_maximize=None if (goal := ledger.example_goal(run)) is None else goal == "maximize",
         bootstrap_seed=ledger.derive_seed(study.settings.seed, run_id, 7),
@@ -232,11 +236,11 @@ def walk_candidate(sit: Situation, own: list[SeedRecord], topups: list[SeedRecor
     if not own:
         return Outcome(need=Need("screen", 1))
     screen = own[0]
-    record, noise = incumbent_record(sit, own, topups, ("screen",))
+    record, noise, sides = incumbent_record(sit, own, topups, ("screen",))
     out = Outcome(stage="screen", incumbent_values=record, deciding_values=[screen.value], noise=noise,
                   deciding="screen")
-    out.tests["screen"] = stats.seed_test(sit.orient([screen.value]), sit.orient(record), noise, s.alpha,
-                                          s.confidence)
+    out.tests["screen"] = stats.seed_test(sit.orient([screen.value]), sit.orient(record), sides[0], s.alpha,
+                                          s.confidence, inc_noise=sides[1])
     if limit_check(s, own, out):
         return out
     if noise.zero:
@@ -247,12 +251,12 @@ def walk_candidate(sit: Situation, own: list[SeedRecord], topups: list[SeedRecor
     select = [x for x in own if x.stage == "select"]
     if len(select) < s.select_seeds:
         return Outcome(need=Need("select", s.select_seeds - len(select)))
-    _, noise = incumbent_record(sit, own, topups, ("screen", "select"))
+    _, noise, sides = incumbent_record(sit, own, topups, ("screen", "select"))
     chosen = [screen, *select]
     out = Outcome(stage="select", incumbent_values=record, noise=noise, tests=out.tests, deciding="select",
                   deciding_values=[x.value for x in chosen])
-    out.tests["select"] = stats.seed_test(sit.orient(out.deciding_values), sit.orient(record), noise, s.alpha,
-                                          s.confidence)
+    out.tests["select"] = stats.seed_test(sit.orient(out.deciding_values), sit.orient(record), sides[0], s.alpha,
+                                          s.confidence, inc_noise=sides[1])
     if limit_check(s, own, out):
         return out
     if not out.tests["select"]["passed"]:
@@ -261,11 +265,12 @@ def walk_candidate(sit: Situation, own: list[SeedRecord], topups: list[SeedRecor
     confirm = [x for x in own if x.stage == "confirm"]
     if len(confirm) < s.confirm_seeds:
         return Outcome(need=Need("confirm", s.confirm_seeds - len(confirm)))
-    _, noise = incumbent_record(sit, own, topups, ("screen", "select", "confirm"))
+    _, noise, sides = incumbent_record(sit, own, topups, ("screen", "select", "confirm"))
     out = Outcome(stage="confirm", incumbent_values=record, noise=noise, tests=out.tests, deciding="confirm",
                   deciding_values=[x.value for x in confirm])
-    out.tests["confirm"] = stats.seed_test(sit.orient(out.deciding_values), sit.orient(record), noise,
-                                           s.confirm_alpha, s.confidence, welch=bool(sit.welch_keys))
+    out.tests["confirm"] = stats.seed_test(sit.orient(out.deciding_values), sit.orient(record), sides[0],
+                                           s.confirm_alpha, s.confidence, welch=bool(sit.welch_keys),
+                                           inc_noise=sides[1])
     if limit_check(s, own, out):
         return out
     if out.tests["confirm"]["passed"]:
@@ -282,17 +287,22 @@ def walk_candidate(sit: Situation, own: list[SeedRecord], topups: list[SeedRecor
 
 
 def incumbent_record(sit: Situation, own: list[SeedRecord], topups: list[SeedRecord],
-                     stages: tuple[str, ...]) -> tuple[list[float], Noise]:
-    """The incumbent's record and the study's noise as they stand once the run's seeds of `stages` are in: the
-    run as its ledger line will hold it, so its seeds join the noise and the record as they will be journaled
-    (a later stage's seeds only once they are being tested, so each stage is decided the same on every walk)."""
+                     stages: tuple[str, ...]) -> tuple[list[float], Noise, tuple[Noise, Noise]]:
+    """The incumbent's record, the study's noise and the noise of each side's regime (candidate, incumbent:
+    autopilot.judge.regimes) as they stand once the run's seeds of `stages` are in: the run as its ledger line
+    will hold it, so its seeds join the noise and the record as they will be journaled (a later stage's seeds
+    only once they are being tested, so each stage is decided the same on every walk)."""
     seeds = [{"k": x.k, "stage": stage_of(sit, x), "status": x.status, "value": x.value} for x in own
              if stage_of(sit, x) in stages]
     seeds += [{"k": x.k, "stage": "incumbent", "status": x.status, "value": x.value} for x in topups]
     pending = {"run_id": sit.run_id, "verdict": "pending", "compared_to": sit.incumbent["run_id"], "seeds": seeds,
                "seed_values": [x["value"] for x in seeds if x["stage"] != "incumbent"]}
     history = [*sit.history, pending]
-    return ledger.incumbent_values(history, sit.incumbent), stats.pooled_noise(ledger.noise_groups(history))
+    noise = stats.pooled_noise(ledger.noise_groups(history))
+    keys = sit.settings.noise_keys
+    sides = (regimes.regime_noise(history, sit.params, keys, noise, exclude=sit.run_id),
+             regimes.regime_noise(history, sit.incumbent.get("params") or {}, keys, noise, exclude=sit.run_id))
+    return ledger.incumbent_values(history, sit.incumbent), noise, sides
 
 
 def finish(out: Outcome, verdict: str, why: str) -> Outcome:

@@ -4,11 +4,11 @@ Values handed to `seed_test` are oriented (higher is better); the caller flips a
 here knows about runs, files or the protocol (`autopilot.judge.protocol` decides which seeds are compared).
 
 * `seed_test` compares the mean of a candidate's seeds with the mean of the incumbent's. Pooled: one standard
-  deviation for both sides, pooled over every group of seeds of the study (`pooled_noise`): with tens of
-  degrees of freedom it is far steadier than the two or five seeds of one run. Welch: each side keeps its own
-  variance, floored at the study's pooled variance, so that a run whose few seeds happen to agree never looks
-  more certain than the study's noise allows; Welch-Satterthwaite degrees of freedom, where a floored side
-  brings the pooled df.
+  deviation for both sides, pooled over groups of seeds (`pooled_noise`): with tens of degrees of freedom it is
+  far steadier than the two or five seeds of one run. When the two sides lie in different noise regimes, each
+  side has its own pooled noise (`inc_noise`; `regime_t`, Welch-Satterthwaite degrees of freedom). Welch: each
+  side keeps its own variance, floored at its pooled variance, so that a run whose few seeds happen to agree
+  never looks more certain than the noise around it allows; a floored side brings the pooled df.
 * The decision is one-sided at `alpha`; the interval reported beside it is two-sided at `confidence`, and says
   so (a bound at t(1 - alpha) on each side is a 1 - 2 alpha interval, not a 1 - alpha one).
 * Zero seed variance (a trainer that ignores its seed) gives no test at all (`name: degenerate`): the standard
@@ -134,11 +134,11 @@ def pooled_noise(groups: list[list[float]]) -> Noise:
     return Noise(0.0 if identical else math.sqrt(ss / df), df)  # exact zero, not a rounding residue
 
 
-def _side(values: np.ndarray, noise: Noise) -> tuple[float, float]:
-    """Welch: one side's variance of its mean and the df it brings; its own variance unless that is below the
-    study's pooled variance (few seeds that happen to agree prove nothing)."""
+def _side(values: np.ndarray, noise: Noise, welch: bool) -> tuple[float, float]:
+    """One side's variance of its mean and the df it brings: its pooled noise's; with Welch its own variance
+    unless that is below the pooled one (few seeds that happen to agree prove nothing)."""
     n = len(values)
-    own = float(values.var(ddof=1)) if n >= 2 else 0.0
+    own = float(values.var(ddof=1)) if welch and n >= 2 else 0.0
     floor = noise.sd ** 2
     if own > floor:
         return own / n, float(n - 1)
@@ -146,27 +146,32 @@ def _side(values: np.ndarray, noise: Noise) -> tuple[float, float]:
 
 
 def seed_test(cand: list[float], inc: list[float], noise: Noise, alpha: float, confidence: float,
-              welch: bool = False) -> dict:
+              welch: bool = False, inc_noise: Noise | None = None) -> dict:
     """One-sided test that the candidate's seed mean is above the incumbent's (oriented values).
+
+    `noise` is the candidate side's pooled noise and `inc_noise` the incumbent side's (None: the same).
 
     Returns the delta, its standard error and df, the p-value, `bound` (the one-sided lower bound at `alpha`:
     the decision is `bound > 0`), `upper` (the one-sided upper bound: `upper < 0` is a clear regression),
     and `low`/`high`, the two-sided interval at `confidence`.
     """
     c, i = np.asarray(cand, dtype=np.float64), np.asarray(inc, dtype=np.float64)
+    inc_noise = noise if inc_noise is None else inc_noise
     delta = float(c.mean() - i.mean())
     base = {"delta": delta, "n_candidate": len(c), "n_incumbent": len(i), "alpha": alpha, "confidence": confidence}
-    if not noise.measured:
+    if not (noise.measured and inc_noise.measured):
         return {"name": "none", **base, "passed": False, "reason": "seed noise not measured"}
-    if noise.zero:
+    if noise.zero or inc_noise.zero:
         return {"name": "degenerate", **base, "passed": False,
                 "reason": "every seed of the study gave the same value (the trainer ignores its seed?): the "
                           "standard error is 0 and p = 0 would be an artifact, not evidence"}
-    if welch:
-        (vc, dc), (vi, di) = _side(c, noise), _side(i, noise)
+    base |= {"candidate_noise": {"sd": noise.sd, "df": noise.df}, "incumbent_noise": {"sd": inc_noise.sd,
+                                                                                         "df": inc_noise.df}}
+    if welch or inc_noise != noise:
+        (vc, dc), (vi, di) = _side(c, noise, welch), _side(i, inc_noise, welch)
         se = math.sqrt(vc + vi)
         df = (vc + vi) ** 2 / (vc ** 2 / dc + vi ** 2 / di)  # Welch-Satterthwaite
-        name = "welch_t"
+        name = "welch_t" if welch else "regime_t"
     else:
         se = noise.sd * math.sqrt(1 / len(c) + 1 / len(i))
         df = float(noise.df)
