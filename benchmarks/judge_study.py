@@ -19,9 +19,10 @@ Measured, per pool family and generation size (README "How a run is judged"):
 * the choice of Welch's test (synthetic): A/A studies where 10% of the candidates change a noise key and are 3x
   noisier, and the detection of a +2 sd gain that changes a noise key, with noise_keys [lr] against [];
 * same-seed pairs (digits): the correlation of accuracy between two configs trained on the same seeds;
-* search at equal compute: the default study (real TPE policy) against plain TPE with one seed per trial and the
-  same number of trainer processes, on three problems with a known optimum (`_problems`): regret ratios, for the
-  TPE settings the study could use (`--variants`: which of them the study should default to).
+* search at equal compute: the default study (real TPE policy, config/config.yaml's judge and tpe settings)
+  against Optuna's default TPE with one seed per trial and the same number of trainer processes, on three
+  problems with a known optimum (`_problems`): regret ratios, for the TPE settings the study could use
+  (`--variants`: which of them the study should default to).
 
 Usage:
     python benchmarks/judge_study.py               # everything: hours on 2 cores (30 synthetic studies of 100 runs
@@ -62,12 +63,22 @@ TARGETS = {"false_promotions_max": 0.2, "detection_2sd_min": 0.8, "incumbent_bia
 CANDIDATES = 99  # a study: the baseline and 99 candidates (--quick: QUICK_CANDIDATES)
 QUICK_CANDIDATES = 39
 KINDS = ("aa", "gain1", "gain2")  # A/A studies; one candidate +1 sd; one candidate +2 sd
-VARIANTS = {"default": {}, "startup_4": {"n_startup_trials": 4}, "multivariate": {"multivariate": True}}
+VARIANTS = {"default": {}, "startup_4": {"n_startup_trials": 4}, "startup_10": {"n_startup_trials": 10},
+            "multivariate": {"multivariate": True}}  # each over the embedded default study's `tpe:` block
 TMP = "/dev/shm" if os.path.isdir("/dev/shm") else None  # studies write thousands of small files
 
 
+def default_study() -> dict:
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
 def default_judge() -> dict:
-    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())["judge"]
+    return default_study()["judge"]
+
+
+def tpe_variant(label: str) -> dict:
+    """The TPE settings of a search variant: the embedded default study's, with the variant's changes."""
+    return {**(default_study().get("tpe") or {}), **VARIANTS[label]}
 
 
 # --- pools ------------------------------------------------------------------------------------------------
@@ -281,8 +292,9 @@ SECTIONS = ("synthetic", "digits", "welch", "search")
 @click.option("--only", "only", type=click.Choice(SECTIONS), multiple=True,
               help="Measure only these sections (repeat the option); default: all of them (--quick: synthetic and "
                    "one search problem).")
-@click.option("--variants", default="default,startup_4,multivariate", show_default=True,
-              help="TPE settings the search section compares, comma-separated.")
+@click.option("--variants", default="default,startup_10,multivariate", show_default=True,
+              help="TPE settings the search section compares, comma-separated: default (config/config.yaml's), "
+                   f"or that with one change: {', '.join(v for v in VARIANTS if v != 'default')}.")
 @click.option("--problems", default="mixed,logscale,digits_grid", show_default=True,
               help="Search problems (benchmarks/_problems.py), comma-separated; digits_grid trains 648 seeds once.")
 @click.option("--jobs", type=int, default=min(2, os.cpu_count() or 1), show_default=True, help="Worker processes.")
@@ -307,7 +319,12 @@ def main(quick: bool, studies: int | None, search_studies: int | None, only: tup
         out["welch_choice"] = welch_section(judge, n, jobs)
     search = None
     if "search" in sections:
-        chosen = {"default": {}} if quick else {name: VARIANTS[name] for name in variants.split(",")}
+        labels = ["default"] if quick else variants.split(",")
+        unknown = [v for v in labels if v not in VARIANTS]
+        if unknown:
+            raise click.BadParameter(f"unknown TPE variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}",
+                                     param_hint="--variants")
+        chosen = {name: tpe_variant(name) for name in labels}
         search = search_section(["mixed"] if quick else problems.split(","), chosen, 40 if quick else 100,
                                 search_studies or (1 if quick else 30),
                                 jobs)
