@@ -91,8 +91,11 @@ class PoolTrainer:
         return summary
 
 
+NOISY_LR = 0.05  # five times the baseline's lr: another noise regime (autopilot.judge.regimes), not a neighbour
+
+
 def noisy_arm(arm: str) -> bool:
-    """Arm N and arms named ...w also change `lr`, a noise key (the judge may then use Welch's test)."""
+    """Arm N and arms named ...w also change `lr` to NOISY_LR, a noise key (the judge may then use Welch's test)."""
     return arm == "N" or arm.endswith("w")
 
 
@@ -103,7 +106,7 @@ def replay_config(judge: dict, arms: list[str], generation_size: int) -> dict:
         "metric": {"name": "score", "goal": "maximize"}, "generation_size": generation_size,
         "baseline": {"arm": "A", "lr": 0.01},
         "search_space": {"arm": {"type": "categorical", "choices": sorted(set(arms))},
-                         "lr": {"type": "categorical", "choices": [0.01, 0.02]}},
+                         "lr": {"type": "categorical", "choices": [0.01, NOISY_LR]}},
         "judge": judge, "budget": {"max_runs": 100000},
     }, "replayed study")
 
@@ -147,7 +150,7 @@ def write_run(study: Study, run_id: str, arm: str, generation: int, place: int) 
     """proposal.json and the guard's config.json of a run of `arm`."""
     run = study.paths.run(run_id)
     run.dir.mkdir(parents=True, exist_ok=True)
-    overrides = ({} if arm == "A" else {"arm": arm}) | ({"lr": 0.02} if noisy_arm(arm) else {})
+    overrides = ({} if arm == "A" else {"arm": arm}) | ({"lr": NOISY_LR} if noisy_arm(arm) else {})
     proposal = {"run_id": run_id, "policy": "replay", "overrides": overrides,
                 "rationale": "replayed study: a config drawn from a seed pool", "hypothesis": "replayed, none",
                 "housekeeping": {"new_todos": [], "notes": "", "resolved_todos": []}, "mentor": None,

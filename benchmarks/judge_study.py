@@ -30,6 +30,7 @@ Usage:
     python benchmarks/judge_study.py --quick       # smoke run: synthetic pools, fewer and shorter studies, one
                                                    # short search study
     python benchmarks/judge_study.py --only search --variants default --search-studies 10   # one section
+    python benchmarks/judge_study.py --only search --problems logscale --search-budget 100   # a shorter night
 The last line is one JSON object; `targets` holds the study-level targets and whether they are met.
 """
 
@@ -289,6 +290,9 @@ SECTIONS = ("synthetic", "digits", "welch", "search")
                    f"studies ({QUICK_CANDIDATES + 1} runs; false promotions are still counted per 100 runs).")
 @click.option("--studies", type=int, help="Studies per scenario (default 100; --quick: 10).")
 @click.option("--search-studies", type=int, help="Studies per search problem and setting (default 30; quick 1).")
+@click.option("--search-budget", type=click.IntRange(min=20), default=200, show_default=True,
+              help="Trainer processes each search study (and plain TPE) may use: 200 is about a 100-run study, "
+                   "the length of the judging figures' studies (--quick: 40).")
 @click.option("--only", "only", type=click.Choice(SECTIONS), multiple=True,
               help="Measure only these sections (repeat the option); default: all of them (--quick: synthetic and "
                    "one search problem).")
@@ -299,8 +303,8 @@ SECTIONS = ("synthetic", "digits", "welch", "search")
               help="Search problems (benchmarks/_problems.py), comma-separated; digits_grid trains 648 seeds once.")
 @click.option("--jobs", type=int, default=min(2, os.cpu_count() or 1), show_default=True, help="Worker processes.")
 @click.option("--skip-search", is_flag=True, help="Only the judge's figures.")
-def main(quick: bool, studies: int | None, search_studies: int | None, only: tuple[str, ...], variants: str,
-         problems: str, jobs: int, skip_search: bool) -> None:
+def main(quick: bool, studies: int | None, search_studies: int | None, search_budget: int, only: tuple[str, ...],
+         variants: str, problems: str, jobs: int, skip_search: bool) -> None:
     t0 = time.monotonic()
     judge = default_judge()
     n = studies or (10 if quick else 100)
@@ -325,7 +329,7 @@ def main(quick: bool, studies: int | None, search_studies: int | None, only: tup
             raise click.BadParameter(f"unknown TPE variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}",
                                      param_hint="--variants")
         chosen = {name: tpe_variant(name) for name in labels}
-        search = search_section(["mixed"] if quick else problems.split(","), chosen, 40 if quick else 100,
+        search = search_section(["mixed"] if quick else problems.split(","), chosen, 40 if quick else search_budget,
                                 search_studies or (1 if quick else 30),
                                 jobs)
         out["search"] = search
