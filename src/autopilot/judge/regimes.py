@@ -14,7 +14,9 @@ certain than the configs around it allow. The incumbent's record, seeds that sel
 the incumbent's.
 
 Measured (benchmarks/judge_study.py, README "How a run is judged"): on the log-scaled search problem, whose
-noise grows with the learning rate, the study's pooled noise is what held good candidates back at stage 1.
+noise grows with the learning rate, regimes moved the short study's regret ratio to plain TPE only from 1.48 to
+1.44 (within the noise of 30 studies); with a tenth of the candidates 3x noisier in another regime, A/A false
+promotions stayed at 0.20 per study, as with one pooled noise.
 
 Usage:
     noise = regime_noise(history, params, ("lr", "batch_size"), study_noise, exclude="00012")
